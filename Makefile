@@ -1,0 +1,44 @@
+# Set-up, training and checks. Every target that needs the environment creates it first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The CUDA build of torch also runs on CPU; pip takes these versions from the local disk where it can.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+# Datasets: $LIGHTNING_CNN_DATA if set, else ../shared/data when it exists (offline copy), else ./data.
+export LIGHTNING_CNN_DATA ?= $(if $(wildcard ../shared/data/MNIST),$(abspath ../shared/data),$(abspath data))
+CONFIG ?= configs/mnist/lenet5.yaml
+
+.PHONY: install fit test test-fast lint format tensorboard clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+fit: install  ## the main job: LeNet-5 on MNIST, then its test accuracy (CONFIG=... for another recipe)
+	$(BIN)/python -m lightning_cnn fit --config $(CONFIG)
+
+test: install  ## the whole test suite, slow real-data runs included
+	$(BIN)/python -m pytest
+
+test-fast: install  ## everything but the slow real-data runs
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+tensorboard: install  ## curves of every run under lightning_logs/
+	$(BIN)/tensorboard --logdir lightning_logs
+
+clean:  ## caches and build files; keeps lightning_logs/ (your runs), data/ and the venv
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -not -path "./$(VENV)/*" -prune -exec rm -rf {} +

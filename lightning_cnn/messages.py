@@ -1,0 +1,59 @@
+"""One-line error messages: what the user typed wrong, where, and what is allowed instead.
+
+jsonargparse reports a bad value inside a class as nested union-type errors spanning many lines
+(Lightning users' pain point 6); these helpers pull out the key, the value and the expected type.
+"""
+
+from __future__ import annotations
+
+import re
+
+_KEY = re.compile(r'Parser key "([^"]+)"')
+_BAD_CLASS = re.compile(
+    r"Expected a path but (\S+) either not accessible|Problem with given class_path '([^']+)': "
+    r"(?:module '[^']+' has no attribute|No module named)|Expected a dot import path string: (\S+)"
+)
+_EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value:| Given value| - |$)", re.MULTILINE)
+_VALUE = re.compile(r"(?:Got value|Given value): (.+?)(?:\. Got value| - |$)", re.MULTILINE)
+
+
+def _type_name(text: str) -> str:
+    """``<class 'int'>`` → ``int``; ``typing.Literal['a', 'b']`` → ``one of a, b``."""
+    literal = re.match(r"typing\.Literal\[(.*)\]", text)
+    if literal:
+        return "one of " + ", ".join(v.strip().strip("'\"") for v in literal.group(1).split(","))
+    return re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)
+
+
+def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = None) -> str:
+    """Condense a jsonargparse error into ``key: problem``; ``choices`` maps ``model``/``data`` to names."""
+    flat = " ".join(message.split())
+    keys = _KEY.findall(flat)
+    if not keys:
+        return flat
+    key = ".".join(keys)
+    bad_class = _BAD_CLASS.search(flat)
+    if bad_class and len(keys) == 1:
+        name = next(group for group in bad_class.groups() if group)
+        known = (choices or {}).get(keys[0])
+        hint = f"; choose one of {', '.join(known)}" if known else ""
+        return f"{key}: unknown class '{name}'{hint} (or give a full class path such as my_package.MyClass)"
+    unknown = re.search(r"Problem with given class_path '([\w.]+)': Option '([^']+)' is not accepted", flat)
+    if unknown:
+        cls = unknown.group(1).rsplit(".", 1)[-1]
+        return f"{key}: {cls} has no option '{unknown.group(2)}' (list its options with --{key}.help {cls})"
+    tail = flat[flat.rfind('Parser key "') :]
+    tail = tail[tail.find(":") + 1 :]
+    subtypes = re.search(r"Subtypes: \[(.*?)\]", tail)
+    expected = _EXPECTED.search(tail)
+    if subtypes:
+        wanted = " or ".join(_type_name(t.strip()) for t in subtypes.group(1).split(", ")).replace("NoneType", "null")
+    elif expected:
+        wanted = _type_name(expected.group(1))
+    else:
+        return f"{key}: {tail.strip()}"
+    value = _VALUE.search(tail)
+    got = f", got {value.group(1).strip()!r}" if value else ""
+    if value and value.group(1).startswith("NestedArg("):
+        got = ""
+    return f"{key}: expected {wanted}{got}"

@@ -1,0 +1,104 @@
+"""The command line end to end: what a run writes, re-running a saved config, any model on any dataset."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.conftest import QUICK
+
+
+def scalars(run_dir: Path) -> dict[str, list[float]]:
+    """Every scalar series TensorBoard's own reader finds in a run folder."""
+    series: dict[str, list[float]] = {}
+    for events in sorted(run_dir.glob("events.out.tfevents.*")):
+        acc = EventAccumulator(str(events))
+        acc.Reload()
+        for tag in acc.Tags()["scalars"]:
+            series.setdefault(tag, []).extend(event.value for event in acc.Scalars(tag))
+    return series
+
+
+def test_fit_writes_config_checkpoints_and_tensorboard_events(run_cli, mnist_dir, tmp_path):
+    code, err = run_cli(
+        "fit", "--model", "LeNet5", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 2,
+        "--trainer.default_root_dir", tmp_path, "--test_after_fit", "true", *QUICK,
+    )  # fmt: skip
+    assert code == 0, err
+    run = tmp_path / "lightning_logs" / "version_0"
+    assert (run / "config.yaml").is_file()
+    checkpoints = {p.name for p in (run / "checkpoints").iterdir()}
+    assert "last.ckpt" in checkpoints
+    assert any(name.startswith("epoch001-val_acc") for name in checkpoints), checkpoints  # best val/acc
+    tags = scalars(run)
+    for tag in ("train/loss", "train/acc", "val/loss", "val/acc", "test/acc", "test/loss"):
+        assert tag in tags, sorted(tags)
+    assert len(tags["val/acc"]) == 2  # one point per epoch
+    assert any(tag.startswith("lr-") for tag in tags), sorted(tags)
+    assert tags["test/acc"][-1] > 0.5  # the tiny synthetic set is easy to learn
+    assert not (tmp_path / "checkpoints").exists()  # nothing outside the run folder
+
+
+def test_saved_config_reruns_the_same_experiment(run_cli, mnist_dir, tmp_path):
+    first = ("fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 1, "--trainer.default_root_dir", tmp_path)
+    assert run_cli(*first, "--seed_everything", 7, *QUICK)[0] == 0
+    saved = tmp_path / "lightning_logs" / "version_0" / "config.yaml"
+    code, err = run_cli("fit", "--config", saved)
+    assert code == 0, err
+    second = tmp_path / "lightning_logs" / "version_1"
+    assert (second / "config.yaml").read_text() == saved.read_text()
+    runs = [scalars(tmp_path / "lightning_logs" / v) for v in ("version_0", "version_1")]
+    assert runs[0]["val/acc"] == runs[1]["val/acc"]
+    assert runs[0]["val/loss"] == runs[1]["val/loss"]
+
+
+def test_default_root_dir_holds_everything_a_run_writes(run_cli, mnist_dir, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "elsewhere"
+    code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 1,
+                        "--trainer.default_root_dir", root, *QUICK)  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
+    assert (root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_simple_cnn_trains_on_cifar10_batches_without_shape_edits(run_cli, cifar10_dir, tmp_path):
+    code, err = run_cli(
+        "fit", "--model", "SimpleCNN", "--data", "CIFAR10DataModule", "--data.data_dir", cifar10_dir,
+        "--data.val_size", 50, "--trainer.max_epochs", 1, "--trainer.default_root_dir", tmp_path,
+        "--test_after_fit", "true", *QUICK,
+    )  # fmt: skip
+    assert code == 0, err
+    run = tmp_path / "lightning_logs" / "version_0"
+    hparams = torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["hyper_parameters"]
+    assert tuple(hparams["input_shape"]) == (3, 32, 32)
+    assert hparams["num_classes"] == 10
+    assert "test/acc" in scalars(run)
+
+
+def test_fast_dev_run_leaves_no_files(run_cli, mnist_dir, tmp_path):
+    code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.fast_dev_run", "true",
+                        "--trainer.default_root_dir", tmp_path, *QUICK)  # fmt: skip
+    assert code == 0, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_and_test_a_checkpoint(run_cli, mnist_dir, tmp_path):
+    common = ("--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *QUICK)
+    assert run_cli("fit", "--trainer.max_epochs", 1, *common)[0] == 0
+    ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    for subcommand in ("validate", "test"):
+        code, err = run_cli(subcommand, "--ckpt_path", ckpt, *common)
+        assert code == 0, err
+
+
+def test_console_entry_points_start():
+    script = Path(sys.executable).parent / "lightning-cnn"
+    for command in ([sys.executable, "-m", "lightning_cnn", "--help"], [str(script), "fit", "--help"]):
+        done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert "fit" in done.stdout
