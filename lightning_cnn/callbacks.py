@@ -7,11 +7,27 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 
 class RunCheckpoint(ModelCheckpoint):
-    """ModelCheckpoint that keeps its promise not to write during ``fast_dev_run``.
+    """ModelCheckpoint whose ``last.ckpt`` really is the last epoch, and that writes nothing in a fast dev run.
 
-    Lightning's own ``on_train_end`` saves ``last.ckpt`` even in a fast dev run, into a ``checkpoints``
-    folder outside any run folder; a smoke test should leave nothing behind.
+    Since Lightning 2.6, ``save_last`` refreshes ``last.ckpt`` only when a top-k checkpoint is saved at
+    the same step, so once the monitored metric stops improving ``--ckpt_path last`` would silently
+    resume from an older epoch. Lightning's ``on_train_end`` also saves ``last.ckpt`` in a fast dev run,
+    into a folder outside any run.
     """
+
+    def _save_last_if_missed(self, trainer: L.Trainer) -> None:
+        if self.save_last and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if not self._should_skip_saving_checkpoint(trainer) and self._should_save_on_train_epoch_end(trainer):
+            self._save_last_if_missed(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.fast_dev_run:

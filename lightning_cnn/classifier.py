@@ -1,11 +1,17 @@
 """ImageClassifier: the one LightningModule every architecture subclasses.
 
-It owns what is common to all classifiers (loss, metrics, logging, optimizer and scheduler wiring), so
-an architecture only builds ``self.net`` from the input shape and the number of classes.
+It owns what is common to all classifiers (loss, metrics, logging, optimizer and scheduler wiring,
+regularization, per-epoch seeding), so an architecture only builds ``self.net`` from the input shape
+and the number of classes.
 """
 
 from __future__ import annotations
 
+import os
+import random
+from typing import Any, Literal
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning import LightningModule
@@ -15,7 +21,20 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-STAGES = ("train", "val", "test")
+from lightning_cnn.errors import ConfigError
+from lightning_cnn.schedulers import build_scheduler, default_interval, scheduler_class
+
+# Metrics every classifier logs, with the direction in which they improve (for monitors and their mode).
+METRICS = {"train/loss": "min", "train/acc": "max", "val/loss": "min", "val/acc": "max"}
+NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+
+
+def check_monitor(key: str, metric: str, mode: str | None = None) -> None:
+    """Fail before training when ``metric`` is never logged, or ``mode`` runs against its direction."""
+    if metric not in METRICS:
+        raise ConfigError(f"{key}: '{metric}' is never logged; choose one of {', '.join(METRICS)}")
+    if mode is not None and mode != METRICS[metric]:
+        raise ConfigError(f"{key}: '{metric}' improves in mode '{METRICS[metric]}', not '{mode}'")
 
 
 class ImageClassifier(LightningModule):
@@ -25,9 +44,16 @@ class ImageClassifier(LightningModule):
         num_classes: number of output classes (linked from the data module by the CLI).
         input_shape: (channels, height, width) of one image (linked from the data module by the CLI).
         optimizer: the optimizer class and its arguments, e.g. ``{class_path: torch.optim.SGD,
-            init_args: {lr: 0.1, momentum: 0.9}}``; it is called with the model's parameters.
-        lr_scheduler: an optional LR scheduler class and its arguments; it is called with the optimizer
-            and stepped once per epoch (``ReduceLROnPlateau`` watches ``val/loss``).
+            init_args: {lr: 0.1, momentum: 0.9}}``; it is called with the model's parameter groups.
+        lr_scheduler: an optional LR scheduler class and its arguments, called with the optimizer.
+            ``total_steps`` (one-cycle, warmup-cosine) is filled in from the trainer.
+        lr_scheduler_interval: ``step`` or ``epoch``; default ``step`` for warmup-cosine, one-cycle and
+            cyclic schedules, ``epoch`` for the others.
+        lr_scheduler_monitor: the metric a ``ReduceLROnPlateau`` watches (its ``mode`` must match).
+        decay_norm_and_bias: ``false`` exempts biases and normalization weights from weight decay.
+        label_smoothing: cross-entropy label smoothing in [0, 1).
+        l1_weight: weight of an L1 penalty on the conv and linear weights (0 turns it off).
+        compile: compile the network with ``torch.compile`` (checkpoints keep the plain parameter names).
     """
 
     def __init__(
@@ -36,13 +62,38 @@ class ImageClassifier(LightningModule):
         input_shape: tuple[int, int, int] = (1, 28, 28),
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["step", "epoch"] | None = None,
+        lr_scheduler_monitor: str = "val/loss",
+        decay_norm_and_bias: bool = True,
+        label_smoothing: float = 0.0,
+        l1_weight: float = 0.0,
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        if not 0 <= label_smoothing < 1:
+            raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
+        if l1_weight < 0:
+            raise ConfigError(f"model.l1_weight must be 0 or more, got {l1_weight}")
+        check_monitor("model.lr_scheduler_monitor", lr_scheduler_monitor)
+        if isinstance(scheduler_class(lr_scheduler), type) and issubclass(
+            scheduler_class(lr_scheduler), ReduceLROnPlateau
+        ):
+            args = getattr(lr_scheduler, "keywords", None) or {}
+            if "monitor" in args:  # lightning.pytorch.cli.ReduceLROnPlateau carries its own monitor
+                check_monitor("model.lr_scheduler.monitor", args["monitor"], args.get("mode", "min"))
+            else:
+                check_monitor("model.lr_scheduler_monitor", lr_scheduler_monitor, args.get("mode", "min"))
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
         self._optimizer_factory = optimizer
         self._lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.lr_scheduler_monitor = lr_scheduler_monitor
+        self.decay_norm_and_bias = decay_norm_and_bias
+        self.label_smoothing = label_smoothing
+        self.l1_weight = l1_weight
+        self.compile_net = compile
         self.net: nn.Module = nn.Identity()
         # lets the model summary show input and output shapes of every layer
         self.example_input_array = torch.zeros(2, *self.input_shape)
@@ -54,10 +105,15 @@ class ImageClassifier(LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
 
+    def configure_model(self) -> None:
+        # nn.Module.compile compiles in place: state_dict keys stay free of `_orig_mod.` prefixes
+        if self.compile_net:
+            self.net.compile()
+
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         metrics.update(logits, y)
         # training loss per step (the curve to watch); validation and test loss per epoch, averaged over
@@ -68,7 +124,12 @@ class ImageClassifier(LightningModule):
         return loss
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._step(batch, "train")
+        loss = self._step(batch, "train")
+        if self.l1_weight:
+            penalty = sum(p.abs().sum() for p in self._weights(decayed=True))
+            self.log("train/l1_penalty", penalty, on_step=True, on_epoch=False)
+            loss = loss + self.l1_weight * penalty
+        return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
@@ -80,12 +141,44 @@ class ImageClassifier(LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=1)
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning accepts several return shapes
-        optimizer = self._optimizer_factory(self.parameters())
+    def on_train_epoch_start(self) -> None:
+        """Reseed every random number generator from (seed, epoch) when the run has a seed.
+
+        Dropout and augmentation then depend on the epoch alone, so a run resumed from an epoch's
+        checkpoint continues exactly as the uninterrupted run would, while each epoch still differs.
+        """
+        seed = os.environ.get("PL_GLOBAL_SEED")
+        if seed is not None:
+            epoch_seed = (int(seed) * 1_000_003 + self.current_epoch) % 2**32
+            random.seed(epoch_seed)
+            np.random.seed(epoch_seed)
+            torch.manual_seed(epoch_seed)
+
+    def _weights(self, decayed: bool) -> list[nn.Parameter]:
+        """Trainable parameters that weight decay (and the L1 penalty) apply to, or the others."""
+        chosen = []
+        for module in self.net.modules():
+            for name, param in module.named_parameters(recurse=False):
+                exempt = isinstance(module, NORM_LAYERS) or name.endswith("bias")
+                if param.requires_grad and exempt != decayed:
+                    chosen.append(param)
+        return chosen
+
+    def parameter_groups(self) -> list[dict[str, Any]]:
+        """All trainable parameters; with ``decay_norm_and_bias: false`` biases and norms get no weight decay."""
+        if self.decay_norm_and_bias:
+            return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+        return [{"params": self._weights(decayed=True)}, {"params": self._weights(decayed=False), "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self._optimizer_factory(self.parameter_groups())
         if self._lr_scheduler_factory is None:
             return optimizer
-        scheduler = self._lr_scheduler_factory(optimizer)
-        config = {"scheduler": scheduler, "interval": "epoch"}
+        scheduler = build_scheduler(self._lr_scheduler_factory, optimizer, int(self.trainer.estimated_stepping_batches))
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.lr_scheduler_interval}
+        config["interval"] = config["interval"] or getattr(scheduler, "interval", default_interval(scheduler))
         if isinstance(scheduler, ReduceLROnPlateau):
-            config["monitor"] = getattr(scheduler, "monitor", "val/loss")
+            # steps when validation ran; skipped (not an error) in epochs without validation
+            config.update(monitor=getattr(scheduler, "monitor", self.lr_scheduler_monitor), strict=False)
+            config["frequency"] = self.trainer.check_val_every_n_epoch or 1
         return {"optimizer": optimizer, "lr_scheduler": config}

@@ -11,13 +11,17 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
+import lightning as L
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_cnn.callbacks import RunCheckpoint
-from lightning_cnn.classifier import ImageClassifier
+from lightning_cnn.classifier import ImageClassifier, check_monitor
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.errors import ConfigError, LightningCnnError
 from lightning_cnn.messages import summarize_parser_error
@@ -59,6 +63,8 @@ class CNNLightningCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        # off unless configured: `--early_stopping EarlyStopping --early_stopping.patience 3` or a config
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         parser.add_argument(
@@ -74,12 +80,67 @@ class CNNLightningCLI(LightningCLI):
             }
         )
 
+    def before_instantiate_classes(self) -> None:
+        self._resume_version: int | None = None
+        if self.subcommand == "fit":
+            self._resolve_resume(self.config.fit)
+
+    def _resolve_resume(self, config: Any) -> None:
+        """``--ckpt_path last`` means the newest run's ``last.ckpt``; a resumed run goes on in its own folder."""
+        ckpt_path = config.get("ckpt_path")
+        if not ckpt_path:
+            return
+        runs = Path(config.trainer.get("default_root_dir") or ".") / "lightning_logs"
+        if ckpt_path == "last":
+            found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: _version(p.parent.parent))
+            if not found:
+                raise ConfigError(
+                    f"ckpt_path: 'last' found no {runs}/version_*/checkpoints/last.ckpt; train first, or give the"
+                    " path of a checkpoint file"
+                )
+            config.ckpt_path = ckpt_path = str(found[-1])
+        path = Path(ckpt_path)
+        if not path.is_file():
+            raise ConfigError(f"ckpt_path: checkpoint file not found: {ckpt_path}")
+        run_dir = path.resolve().parent.parent
+        if path.parent.name == "checkpoints" and run_dir.parent.resolve() == runs.resolve() and _version(run_dir) >= 0:
+            self._resume_version = _version(run_dir)
+            rank_zero_info(f"Resuming {run_dir} from {path.name}")
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        """The trainer with the configured callbacks (optional ones left out when unset); a resumed run logs into
+        its own folder and saves its config as ``config_resumed_N.yaml`` beside the original."""
+        parser = self._parser(self.subcommand)
+        callbacks = [cb for key in parser.callback_keys if (cb := self._get(self.config_init, key)) is not None]
+        config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        if getattr(self, "_resume_version", None) is not None and config.get("logger") in (None, True):
+            root = config.get("default_root_dir") or "."
+            config["logger"] = TensorBoardLogger(save_dir=root, version=self._resume_version)
+            run_dir = Path(config["logger"].log_dir)
+            n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+        return self._instantiate_trainer(config, callbacks)
+
+    def before_fit(self) -> None:
+        """Fail before any training when a callback watches a metric that is never logged."""
+        for key in ("checkpoint", "early_stopping"):
+            callback = self._get(self.config_init, key)
+            monitor = getattr(callback, "monitor", None)
+            if monitor is not None:
+                check_monitor(f"{key}.monitor", monitor, getattr(callback, "mode", None))
+
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
             return
         checkpoint = self.trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+
+
+def _version(run_dir: Path) -> int:
+    """N for a ``version_N`` folder, -1 for anything else."""
+    prefix, _, number = run_dir.name.partition("_")
+    return int(number) if prefix == "version" and number.isdigit() else -1
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> CNNLightningCLI:
