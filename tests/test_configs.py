@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import QUICK
@@ -16,7 +17,11 @@ from tests.conftest import QUICK
 CONFIGS = Path(__file__).parent.parent / "configs"
 BASE_RECIPE = CONFIGS / "mnist" / "lenet5.yaml"
 # data module class name → the fixture that provides a tiny copy of its data
-DATA_FIXTURES = {"MNISTDataModule": "mnist_dir", "CIFAR10DataModule": "cifar10_dir"}
+DATA_FIXTURES = {
+    "MNISTDataModule": "mnist_dir",
+    "CIFAR10DataModule": "cifar10_dir",
+    "ImageFolderDataModule": "image_folder_dir",
+}
 
 
 def data_class(config: dict) -> str:
@@ -24,15 +29,26 @@ def data_class(config: dict) -> str:
     return data["class_path"].rsplit(".", 1)[-1]
 
 
+def cannot_run_here(config: dict) -> str | None:
+    """Why a config cannot train inside this test process, if it cannot."""
+    trainer = config.get("trainer") or {}
+    if str(trainer.get("strategy", "")).startswith("ddp"):
+        return "DDP launches processes (tests/test_ddp.py trains with configs/trainer/ddp_cpu.yaml)"
+    if trainer.get("accelerator") == "gpu" and not torch.cuda.is_available():
+        return "needs a GPU"
+    return None
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS.rglob("*.yaml")), ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_config_runs_a_fast_dev_run(path: Path, run_cli, request, tmp_path):
     config = yaml.safe_load(path.read_text())
-    configs = ["--config", path] if "model" in config else ["--config", BASE_RECIPE, "--config", path]
+    is_recipe = "class_path" in (config.get("model") or {})
+    configs = ["--config", path] if is_recipe else ["--config", BASE_RECIPE, "--config", path]
     name = data_class(config)
     assert name in DATA_FIXTURES, f"add a tiny-data fixture for {name} to DATA_FIXTURES in {__file__}"
     data_dir = request.getfixturevalue(DATA_FIXTURES[name])
+    run = ("--trainer.fast_dev_run", "true") if cannot_run_here(config) is None else ("--print_config",)
     code, err = run_cli(
-        "fit", *configs, "--data.data_dir", data_dir, "--trainer.fast_dev_run", "true",
-        "--trainer.default_root_dir", tmp_path, *QUICK,
+        "fit", *configs, "--data.data_dir", data_dir, "--trainer.default_root_dir", tmp_path, *QUICK, *run,
     )  # fmt: skip
     assert code == 0, err

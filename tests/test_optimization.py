@@ -117,6 +117,7 @@ def test_early_stopping_stops_a_stalled_run_and_says_why(run_cli, mnist_dir, tmp
         (["--model.lr_scheduler", PLATEAU, "--model.lr_scheduler_monitor", "val/acc"],
          ["'val/acc' improves in mode 'max', not 'min'"]),
         (["--checkpoint.monitor", "val/top1"], ["checkpoint.monitor: 'val/top1' is never logged"]),
+        (["--checkpoint.mode", "min"], ["checkpoint.monitor: 'val/acc' improves in mode 'max', not 'min'"]),
         (["--early_stopping", "EarlyStopping", "--early_stopping.monitor", "valid/loss"],
          ["early_stopping.monitor: 'valid/loss' is never logged"]),
         (["--model.optimizer", "torch.optim.Adamm"], ["model.optimizer", "torch.optim.Adamm"]),

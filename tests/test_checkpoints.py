@@ -1,0 +1,44 @@
+"""Checkpoints stay loadable with torch.compile and weight EMA, and ``last.ckpt`` is the last epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lightning_cnn.models import LeNet5
+from tests.conftest import QUICK
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+def test_compiled_network_keeps_plain_parameter_names():
+    compiled = LeNet5(compile=True)
+    compiled.configure_model()
+    assert compiled.net._compiled_call_impl is not None  # compiled in place, not wrapped
+    keys = list(compiled.state_dict())
+    assert keys and not any("_orig_mod" in key for key in keys)
+    plain = LeNet5()
+    plain.load_state_dict(compiled.state_dict())  # strict: every name matches
+
+
+def test_ema_run_checkpoint_validates(run_cli, mnist_dir, tmp_path):
+    common = ("--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *QUICK)
+    code, err = run_cli("fit", "--config", CONFIGS / "callbacks" / "ema.yaml", "--trainer.max_epochs", 2, *common)
+    assert code == 0, err
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+    code, err = run_cli("validate", "--ckpt_path", last, *common)
+    assert code == 0, err
+
+
+def test_last_checkpoint_is_refreshed_when_the_metric_stops_improving(run_cli, mnist_dir, tmp_path):
+    # with a zero learning rate val/acc never improves after epoch 0, yet last.ckpt must follow every epoch
+    code, err = run_cli(
+        "fit", "--model.optimizer.init_args.lr", 0.0, "--trainer.max_epochs", 3, "--data.data_dir", mnist_dir,
+        "--trainer.default_root_dir", tmp_path, *QUICK,
+    )  # fmt: skip
+    assert code == 0, err
+    checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
+    assert [p.name for p in checkpoints.glob("epoch*.ckpt")] == [p.name for p in checkpoints.glob("epoch000-*.ckpt")]
