@@ -13,6 +13,16 @@ _BAD_CLASS = re.compile(
     r"Expected a path but (\S+) either not accessible|Problem with given class_path '([^']+)': "
     r"(?:module '[^']+' has no attribute|No module named)|Expected a dot import path string: (\S+)"
 )
+_AMBIGUOUS = re.compile(
+    r"Multiple subclasses with name (\w+)\. Give the full class path to avoid ambiguity: ([\w., ]+?)\.(?: -|$)"
+)
+_PRIMITIVE = re.compile(r"<class '(?:int|float|str|bool)'>")
+_EXAMPLES = {
+    "model": "my_package.MyNet",
+    "data": "my_package.MyDataModule",
+    "optimizer": "torch.optim.AdamW",
+    "lr_scheduler": "torch.optim.lr_scheduler.StepLR",
+}
 _EXPECTED = re.compile(r"Expected an? (.+?)(?:\. Got value:| Given value| - |$)", re.MULTILINE)
 _VALUE = re.compile(r"(?:Got value|Given value): (.+?)(?:\. Got value| - |$)", re.MULTILINE)
 
@@ -32,19 +42,23 @@ def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = 
     if not keys:
         return flat
     key = ".".join(keys)
-    bad_class = _BAD_CLASS.search(flat)
-    if bad_class and len(keys) == 1:
-        name = next(group for group in bad_class.groups() if group)
-        known = (choices or {}).get(keys[0])
-        hint = f"; choose one of {', '.join(known)}" if known else ""
-        return f"{key}: unknown class '{name}'{hint} (or give a full class path such as my_package.MyClass)"
+    ambiguous = _AMBIGUOUS.search(flat)
+    if ambiguous:
+        paths = " or ".join(p.strip() for p in ambiguous.group(2).split(","))
+        return f"{key}: '{ambiguous.group(1)}' is ambiguous; give the full class path: {paths}"
     unknown = re.search(r"Problem with given class_path '([\w.]+)': Option '([^']+)' is not accepted", flat)
     if unknown:
         cls = unknown.group(1).rsplit(".", 1)[-1]
         return f"{key}: {cls} has no option '{unknown.group(2)}' (list its options with --{key}.help {cls})"
     tail = flat[flat.rfind('Parser key "') :]
     tail = tail[tail.find(":") + 1 :]
+    bad_class = _BAD_CLASS.search(tail if len(keys) > 1 else flat)
     subtypes = re.search(r"Subtypes: \[(.*?)\]", tail)
+    if bad_class and not (subtypes and _PRIMITIVE.search(subtypes.group(1))):  # not a number that failed as a path
+        name = next(group for group in bad_class.groups() if group)
+        known = (choices or {}).get(key)
+        hint = f"choose one of {', '.join(known)}, or give" if known else "give"
+        return f"{key}: unknown class '{name}'; {hint} a full class path such as {_EXAMPLES.get(keys[-1], 'pkg.Class')}"
     expected = _EXPECTED.search(tail)
     if subtypes:
         wanted = " or ".join(_type_name(t.strip()) for t in subtypes.group(1).split(", ")).replace("NoneType", "null")

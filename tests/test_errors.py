@@ -34,9 +34,20 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         (["--model", "ResNet999"], 2, ["model: unknown class 'ResNet999'", "LeNet5", "SimpleCNN"]),
         (["--data", "ImageNet"], 2, ["data: unknown class 'ImageNet'", "MNISTDataModule", "CIFAR10DataModule"]),
         (["--model.optimizer.lr", "fast"], 2, ["model.optimizer.lr", "expected float", "'fast'"]),
-        (["--model.activation", "sigmoid"], 2, ["model.activation", "relu, tanh", "'sigmoid'"]),
+        (["--model.activation", "swishy"], 2, ["model.activation", "relu", "tanh", "'swishy'"]),
         (["--model", "SimpleCNN", "--model.padding", "1"], 2, ["SimpleCNN has no option 'padding'"]),
         (["--trainer.max_epochs", "many"], 2, ["trainer.max_epochs", "expected int"]),
+        (["--model.optimizer", "Adamm"], 2, ["model.optimizer: unknown class 'Adamm'", "torch.optim.AdamW"]),
+        (
+            ["--model.lr_scheduler", "ReduceLROnPlateau"],
+            2,
+            ["'ReduceLROnPlateau' is ambiguous", "torch.optim.lr_scheduler.ReduceLROnPlateau or lightning.pytorch"],
+        ),
+        (
+            ["--model.lr_scheduler", "StepLR", "--model.lr_scheduler.step_size", "x"],
+            2,
+            ["model.lr_scheduler.step_size: expected int, got 'x'"],
+        ),
         (["--data.batch_size", "-3"], 1, ["data.batch_size must be at least 1, got -3"]),
         (["--config", "missing.yaml"], 1, ["config file not found: missing.yaml"]),
         (
