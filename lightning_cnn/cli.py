@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -67,6 +68,9 @@ class CNNLightningCLI(LightningCLI):
         parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
+        from lightning_cnn.preview import AugmentationPreview  # the first augmented batch, as a grid in TensorBoard
+
+        parser.add_lightning_class_args(AugmentationPreview, "preview")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -82,28 +86,32 @@ class CNNLightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         self._resume_version: int | None = None
-        if self.subcommand == "fit":
-            self._resolve_resume(self.config.fit)
+        if self.subcommand:
+            self._resolve_ckpt_path(self.config[self.subcommand])
 
-    def _resolve_resume(self, config: Any) -> None:
-        """``--ckpt_path last`` means the newest run's ``last.ckpt``; a resumed run goes on in its own folder."""
+    def _resolve_ckpt_path(self, config: Any) -> None:
+        """``--ckpt_path last`` or ``best`` name a checkpoint of an earlier run: the run whose saved
+        ``config.yaml`` was given, else the newest one under ``default_root_dir``. ``fit`` resumed from a
+        run's checkpoint goes on in that run's folder."""
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path:
             return
         runs = Path(config.trainer.get("default_root_dir") or ".") / "lightning_logs"
-        if ckpt_path == "last":
-            found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: _version(p.parent.parent))
-            if not found:
+        if ckpt_path in ("last", "best"):
+            run_dir = _run_of_configs(config.get("config") or []) or _newest_run(runs)
+            last = run_dir / "checkpoints" / "last.ckpt" if run_dir else None
+            if last is None or not last.is_file():
                 raise ConfigError(
-                    f"ckpt_path: 'last' found no {runs}/version_*/checkpoints/last.ckpt; train first, or give the"
-                    " path of a checkpoint file"
+                    f"ckpt_path: '{ckpt_path}' found no {runs}/version_*/checkpoints/last.ckpt; train first, or"
+                    " give the path of a checkpoint file"
                 )
-            config.ckpt_path = ckpt_path = str(found[-1])
-        path = Path(ckpt_path)
+            config.ckpt_path = str(last if ckpt_path == "last" else _best_checkpoint(last))
+        path = Path(config.ckpt_path)
         if not path.is_file():
-            raise ConfigError(f"ckpt_path: checkpoint file not found: {ckpt_path}")
+            raise ConfigError(f"ckpt_path: checkpoint file not found: {config.ckpt_path}")
         run_dir = path.resolve().parent.parent
-        if path.parent.name == "checkpoints" and run_dir.parent.resolve() == runs.resolve() and _version(run_dir) >= 0:
+        in_a_run = path.parent.name == "checkpoints" and _version(run_dir) >= 0
+        if self.subcommand == "fit" and in_a_run and run_dir.parent.resolve() == runs.resolve():
             self._resume_version = _version(run_dir)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
 
@@ -141,6 +149,29 @@ def _version(run_dir: Path) -> int:
     """N for a ``version_N`` folder, -1 for anything else."""
     prefix, _, number = run_dir.name.partition("_")
     return int(number) if prefix == "version" and number.isdigit() else -1
+
+
+def _run_of_configs(config_files: list[Any]) -> Path | None:
+    """The run folder of a saved ``lightning_logs/version_N/config.yaml`` among the ``--config`` files."""
+    for config_file in reversed(config_files):
+        folder = Path(getattr(config_file, "absolute", None) or str(config_file)).parent
+        if _version(folder) >= 0 and (folder / "checkpoints").is_dir():
+            return folder
+    return None
+
+
+def _newest_run(runs: Path) -> Path | None:
+    found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: _version(p.parent.parent))
+    return found[-1].parent.parent if found else None
+
+
+def _best_checkpoint(last: Path) -> Path:
+    """The best checkpoint a run recorded: its checkpoint callback's state in ``last.ckpt``."""
+    state = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
+    best = next((v["best_model_path"] for v in state.values() if v.get("best_model_path")), None)
+    if best is None or not Path(best).is_file():
+        raise ConfigError(f"ckpt_path: 'best' is not recorded in {last} (or its file is gone); give a checkpoint path")
+    return Path(best)
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> CNNLightningCLI:

@@ -42,3 +42,18 @@ def test_last_checkpoint_is_refreshed_when_the_metric_stops_improving(run_cli, m
     checkpoints = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 2
     assert [p.name for p in checkpoints.glob("epoch*.ckpt")] == [p.name for p in checkpoints.glob("epoch000-*.ckpt")]
+
+
+def test_test_a_saved_run_with_ckpt_path_best_or_last(mnist_dir, tmp_path):
+    from lightning_cnn.cli import cli_main
+
+    common = ["--data.data_dir", str(mnist_dir), "--trainer.default_root_dir", str(tmp_path), *QUICK]
+    cli_main(["fit", "--trainer.max_epochs", "2", "--model.optimizer.init_args.lr", "0.0", *common])
+    cli_main(["fit", "--trainer.max_epochs", "1", *common])  # a newer run in the same root
+    run = tmp_path / "lightning_logs" / "version_0"
+    saved = str(run / "config.yaml")
+    best = cli_main(["test", "--config", saved, "--ckpt_path", "best", *common])
+    assert Path(best.trainer.ckpt_path).name.startswith("epoch000-")  # lr 0: epoch 0 stays the best
+    assert Path(best.trainer.ckpt_path).parent == run / "checkpoints"
+    last = cli_main(["validate", "--ckpt_path", "last", *common])  # no saved config: the newest run
+    assert Path(last.trainer.ckpt_path) == tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
