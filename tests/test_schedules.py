@@ -13,6 +13,7 @@ from tests.conftest import QUICK
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 STEPS_PER_EPOCH = 10  # 960 training images of the MNIST fixture in batches of 96
+LR = 0.002  # Adam's learning rate unless a test sets another
 
 
 class LRRecorder(Callback):
@@ -30,6 +31,8 @@ def learning_rates(mnist_dir: Path, tmp_path: Path, *args: object, epochs: int =
         [
             "--config",
             str(CONFIGS / "mnist" / "lenet5.yaml"),
+            "--model.optimizer.init_args.lr",
+            str(LR),
             *map(str, args),
             "--data.data_dir",
             str(mnist_dir),
@@ -80,7 +83,7 @@ def test_one_cycle_takes_its_length_from_the_trainer(mnist_dir, tmp_path):
 
 
 def test_step_multistep_and_cosine_change_once_per_epoch(mnist_dir, tmp_path):
-    lr = 0.002  # the LeNet-5 recipe's Adam learning rate
+    lr = LR
     step = learning_rates(
         mnist_dir, tmp_path / "step", "--config", CONFIGS / "schedule" / "step.yaml",
         "--model.lr_scheduler.init_args.step_size", 1, "--model.lr_scheduler.init_args.gamma", 0.5,
@@ -111,7 +114,7 @@ def test_plateau_reduces_after_patience_epochs_without_improvement(mnist_dir, tm
 
 def test_plateau_keeps_the_rate_while_the_metric_improves(mnist_dir, tmp_path):
     lrs = learning_rates(mnist_dir, tmp_path, "--config", CONFIGS / "schedule" / "plateau.yaml", epochs=3)
-    assert per_epoch(lrs) == pytest.approx([0.002] * 3)  # the LeNet-5 recipe's Adam learning rate
+    assert per_epoch(lrs) == pytest.approx([LR] * 3)
 
 
 def test_plateau_works_when_validation_skips_epochs(mnist_dir, tmp_path):
