@@ -28,7 +28,15 @@ def last_scalar(run_dir: Path, tag: str) -> float:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not real_mnist_available(), reason="set LIGHTNING_CNN_DATA to a folder with MNIST/raw")
-@pytest.mark.parametrize(("recipe", "minimum"), [("mnist/lenet5.yaml", 0.990)])
+@pytest.mark.parametrize(
+    ("recipe", "minimum"),
+    [
+        ("mnist/lenet5.yaml", 0.990),
+        ("mnist/mlp.yaml", 0.978),
+        ("mnist/convnet_bn.yaml", 0.993),
+        ("mnist/alexnet.yaml", 0.992),
+    ],
+)
 def test_mnist_recipe_reaches_its_accuracy(recipe, minimum, run_cli, tmp_path):
     code, err = run_cli(
         "fit", "--config", CONFIGS / recipe, "--trainer.default_root_dir", tmp_path,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 from torch import nn
 
 from lightning_cnn.classifier import ImageClassifier
+from lightning_cnn.models import blocks
+from lightning_cnn.models.blocks import ActivationName
 from lightning_cnn.models.layers import flat_features
 
 
@@ -15,28 +18,29 @@ class LeNet5(ImageClassifier):
 
     Args:
         padding: padding of the first conv; 2 keeps 28×28 MNIST digits at the 32×32 field LeNet expects.
-        activation: ``relu`` or ``tanh``.
+        activation: ``relu`` or ``tanh`` (the original); the other shared activations work too.
         pooling: ``max`` or ``avg`` (2×2, stride 2).
     """
 
     def __init__(
         self,
         padding: int = 2,
-        activation: Literal["relu", "tanh"] = "relu",
+        activation: ActivationName = "relu",
         pooling: Literal["max", "avg"] = "max",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        act = {"relu": nn.ReLU, "tanh": nn.Tanh}[activation]
-        pool = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}[pooling]
+        blocks.check_choice("model.pooling", pooling, ["max", "avg"])
+        act = partial(blocks.activation, activation)  # validates the name on the first call
+        pool = partial(blocks.downsample, pooling, 0)
         channels = self.input_shape[0]
         features = nn.Sequential(
             nn.Conv2d(channels, 6, kernel_size=5, padding=padding),
             act(),
-            pool(2),
+            pool(),
             nn.Conv2d(6, 16, kernel_size=5),
             act(),
-            pool(2),
+            pool(),
             nn.Flatten(),
         )
         self.net = nn.Sequential(

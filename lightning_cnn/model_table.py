@@ -1,0 +1,132 @@
+"""Parameters and FLOPs per image of every registered model on MNIST and CIFAR-10 shapes, as a Markdown table.
+
+    python -m lightning_cnn.model_table             # every registered model, default options
+    python -m lightning_cnn.model_table --recipes   # the model of every recipe under configs/, on its data
+
+FLOPs are measured with ``torch.utils.flop_counter.FlopCounterMode`` on one image in eval mode: two per
+multiply-add of the conv and linear layers (what dominates); activations, pooling and norms are not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.flop_counter import FlopCounterMode
+
+from lightning_cnn.classifier import ImageClassifier
+from lightning_cnn.data import DATAMODULES
+from lightning_cnn.models import MODELS
+
+SHAPES = {"MNIST": (1, 28, 28), "CIFAR-10": (3, 32, 32)}
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    """Number of parameters (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_image(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Forward-pass FLOPs for one image of ``input_shape``, counted by PyTorch's FLOP counter."""
+    model.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *input_shape))
+    return counter.get_total_flops()
+
+
+def recipes(model_name: str, configs: Path = CONFIGS) -> list[str]:
+    """The recipes under ``configs`` whose model is ``model_name``, as paths relative to the project."""
+    found = []
+    for path in sorted(configs.rglob("*.yaml")):
+        model = (yaml.safe_load(path.read_text()) or {}).get("model")
+        class_path = model.get("class_path", "") if isinstance(model, dict) else model or ""
+        if class_path.rsplit(".", 1)[-1] == model_name:
+            found.append(str(path.relative_to(configs.parent)))
+    return found
+
+
+def model_rows(models: dict[str, type[ImageClassifier]] = MODELS) -> list[dict[str, object]]:
+    """One row per model: its name, and parameters and FLOPs for each dataset shape."""
+    rows = []
+    for name, cls in models.items():
+        row: dict[str, object] = {"model": name}
+        for dataset, shape in SHAPES.items():
+            model = cls(num_classes=10, input_shape=shape)
+            row[f"params {dataset}"] = count_parameters(model)
+            row[f"FLOPs {dataset}"] = flops_per_image(model, shape)
+        rows.append(row)
+    return rows
+
+
+def _class_name(section: object) -> str:
+    class_path = section.get("class_path", "") if isinstance(section, dict) else section or ""
+    return str(class_path).rsplit(".", 1)[-1]
+
+
+def recipe_rows(configs: Path = CONFIGS) -> list[dict[str, object]]:
+    """One row per recipe (a YAML naming a registered model and a data module of known shape): the model built
+    with the recipe's options on that shape, its parameters and FLOPs."""
+    rows = []
+    for path in sorted(configs.rglob("*.yaml")):
+        config = yaml.safe_load(path.read_text()) or {}
+        model_cls = MODELS.get(_class_name(config.get("model")))
+        shape = getattr(DATAMODULES.get(_class_name(config.get("data"))), "input_shape", None)
+        if model_cls is None or not isinstance(shape, tuple):
+            continue
+        options = dict(config["model"].get("init_args") or {})
+        options = {k: v for k, v in options.items() if k not in ("optimizer", "lr_scheduler")}
+        model = model_cls(num_classes=10, input_shape=shape, **options)
+        rows.append(
+            {
+                "recipe": str(path.relative_to(configs.parent)),
+                "model": model_cls.__name__,
+                "shape": "×".join(map(str, shape)),
+                "params": count_parameters(model),
+                "FLOPs": flops_per_image(model, shape),
+            }
+        )
+    return rows
+
+
+def _flops(value: int) -> str:
+    return f"{value / 1e9:.2f} G" if value >= 1e9 else f"{value / 1e6:.2f} M"
+
+
+def markdown_table(rows: list[dict[str, object]]) -> str:
+    """The rows as a Markdown table (parameters and FLOPs as ``MNIST / CIFAR-10``), with each model's recipes."""
+    lines = [
+        "| model | parameters (1×28×28 / 3×32×32) | FLOPs per image (1×28×28 / 3×32×32) | recipes |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        params = " / ".join(f"{row[f'params {d}']:,}" for d in SHAPES)
+        flops = " / ".join(_flops(row[f"FLOPs {d}"]) for d in SHAPES)
+        found = ", ".join(f"`{r}`" for r in recipes(str(row["model"]))) or "-"
+        lines.append(f"| `{row['model']}` | {params} | {flops} | {found} |")
+    return "\n".join(lines)
+
+
+def recipe_table(rows: list[dict[str, object]]) -> str:
+    """Recipe rows as a Markdown table."""
+    lines = ["| recipe | model | input | parameters | FLOPs per image |", "| --- | --- | --- | ---: | ---: |"]
+    for row in rows:
+        lines.append(
+            f"| `{row['recipe']}` | `{row['model']}` | {row['shape']} | {row['params']:,} | {_flops(row['FLOPs'])} |"
+        )
+    return "\n".join(lines)
+
+
+def main(args: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lightning_cnn.model_table", description=__doc__.splitlines()[0])
+    parser.add_argument("--recipes", action="store_true", help="one row per recipe under configs/, with its options")
+    if parser.parse_args(args).recipes:
+        print(recipe_table(recipe_rows()))
+    else:
+        print(markdown_table(model_rows()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""``python -m lightning_cnn.model_table``: parameters and FLOPs of every registered model."""
+
+from __future__ import annotations
+
+from lightning_cnn.model_table import (
+    CONFIGS,
+    flops_per_image,
+    markdown_table,
+    model_rows,
+    recipe_rows,
+    recipe_table,
+    recipes,
+)
+from lightning_cnn.models import MLP, LeNet5
+
+
+def test_flops_count_two_per_multiply_add():
+    mlp = MLP(num_classes=10, input_shape=(1, 28, 28), hidden=[128])
+    assert flops_per_image(mlp, (1, 28, 28)) == 2 * (784 * 128 + 128 * 10)
+    lenet = LeNet5(num_classes=10, input_shape=(1, 28, 28))
+    convs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 6 * 25  # conv 1 (padding 2) and conv 2 (valid), per output pixel
+    assert flops_per_image(lenet, (1, 28, 28)) == 2 * (convs + 400 * 120 + 120 * 84 + 84 * 10)
+
+
+def test_table_rows_hold_parameters_flops_and_recipes():
+    rows = model_rows({"LeNet5": LeNet5, "MLP": MLP})
+    assert rows[0]["params MNIST"] == 61_706 and rows[0]["params CIFAR-10"] > 61_706
+    assert all(row["FLOPs CIFAR-10"] > row["FLOPs MNIST"] > 0 for row in rows)
+    assert "configs/mnist/lenet5.yaml" in recipes("LeNet5")
+    table = markdown_table(rows).splitlines()
+    assert len(table) == 2 + len(rows) and table[2].startswith("| `LeNet5` | 61,706 / ")
+
+
+def test_recipe_rows_build_each_recipes_model_with_its_options(tmp_path):
+    (tmp_path / "configs" / "mnist").mkdir(parents=True)
+    for name in ("convnet.yaml", "convnet_bn.yaml", "lenet5.yaml"):
+        (tmp_path / "configs" / "mnist" / name).write_text((CONFIGS / "mnist" / name).read_text())
+    (tmp_path / "configs" / "fragment.yaml").write_text("trainer:\n  max_epochs: 1\n")  # no model: no row
+    rows = {row["recipe"]: row for row in recipe_rows(tmp_path / "configs")}
+    assert sorted(rows) == [f"configs/mnist/{n}" for n in ("convnet.yaml", "convnet_bn.yaml", "lenet5.yaml")]
+    assert rows["configs/mnist/lenet5.yaml"]["params"] == 61_706
+    # batch norm adds a scale and a shift per channel and replaces the conv biases: +2 × 96 - 96
+    bn_extra = rows["configs/mnist/convnet_bn.yaml"]["params"] - rows["configs/mnist/convnet.yaml"]["params"]
+    assert bn_extra == 32 + 64
+    assert "| `configs/mnist/lenet5.yaml` | `LeNet5` | 1×28×28 | 61,706 |" in recipe_table(list(rows.values()))
