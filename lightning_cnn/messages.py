@@ -35,6 +35,24 @@ def _type_name(text: str) -> str:
     return re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)
 
 
+def _subtypes(text: str) -> list[str] | None:
+    """The items of the first ``Subtypes: [...]`` list in ``text``, split at top-level commas."""
+    start = text.find("Subtypes: [")
+    if start < 0:
+        return None
+    items, depth, current = [], 0, ""
+    for char in text[start + len("Subtypes: [") :]:
+        if char == "]" and depth == 0:
+            break
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    return [*items, current.strip()]
+
+
 def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = None) -> str:
     """Condense a jsonargparse error into ``key: problem``; ``choices`` maps ``model``/``data`` to names."""
     flat = " ".join(message.split())
@@ -53,15 +71,15 @@ def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = 
     tail = flat[flat.rfind('Parser key "') :]
     tail = tail[tail.find(":") + 1 :]
     bad_class = _BAD_CLASS.search(tail if len(keys) > 1 else flat)
-    subtypes = re.search(r"Subtypes: \[(.*?)\]", tail)
-    if bad_class and not (subtypes and _PRIMITIVE.search(subtypes.group(1))):  # not a number that failed as a path
+    subtypes = _subtypes(tail)
+    if bad_class and not (subtypes and _PRIMITIVE.search(" ".join(subtypes))):  # not a number that failed as a path
         name = next(group for group in bad_class.groups() if group)
         known = (choices or {}).get(key)
         hint = f"choose one of {', '.join(known)}, or give" if known else "give"
         return f"{key}: unknown class '{name}'; {hint} a full class path such as {_EXAMPLES.get(keys[-1], 'pkg.Class')}"
     expected = _EXPECTED.search(tail)
     if subtypes:
-        wanted = " or ".join(_type_name(t.strip()) for t in subtypes.group(1).split(", ")).replace("NoneType", "null")
+        wanted = " or ".join(_type_name(t) for t in subtypes).replace("NoneType", "null")
     elif expected:
         wanted = _type_name(expected.group(1))
     else:

@@ -37,6 +37,11 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         (["--model.activation", "swishy"], 2, ["model.activation", "relu", "tanh", "'swishy'"]),
         (["--model", "SimpleCNN", "--model.padding", "1"], 2, ["SimpleCNN has no option 'padding'"]),
         (["--trainer.max_epochs", "many"], 2, ["trainer.max_epochs", "expected int"]),
+        (
+            ["--model", "ResNet18", "--model.weights", "FOO"],
+            2,
+            ["model.weights: expected one of DEFAULT, IMAGENET1K_V1 or null, got 'FOO'"],
+        ),
         (["--model.optimizer", "Adamm"], 2, ["model.optimizer: unknown class 'Adamm'", "torch.optim.AdamW"]),
         (
             ["--model.lr_scheduler", "ReduceLROnPlateau"],
