@@ -109,3 +109,48 @@ QUICK = [
     "--data.val_size",
     "0.2",
 ]
+
+
+IMAGE_FOLDER_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def write_image_folder(folder: Path, n: int, seed: int) -> None:
+    """``folder/<class>/NNNN.{png,jpg}``: ``n`` synthetic images of mixed sizes and modes (RGB, L, RGBA, P)."""
+    from PIL import Image
+
+    images, labels = synthetic_images(n, (32, 32, 3), seed)
+    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+        class_dir = folder / IMAGE_FOLDER_CLASSES[label]
+        class_dir.mkdir(parents=True, exist_ok=True)
+        pil = Image.fromarray(image)
+        kind = i % 4
+        if kind == 1:
+            pil.resize((40, 30)).convert("L").save(class_dir / f"{i:04d}.png")
+        elif kind == 2:
+            pil.convert("RGBA").save(class_dir / f"{i:04d}.png")
+        elif kind == 3:
+            pil.resize((24, 48)).convert("P").save(class_dir / f"{i:04d}.png")
+        else:
+            pil.save(class_dir / f"{i:04d}.jpg", quality=90)
+
+
+@pytest.fixture(scope="session")
+def image_folder_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root with ``cifar10-jpeg.tar.gz`` in the layout of the shared JPEG copy (train/ and test/ of
+    class folders, 200 + 50 small images) and the same folders unpacked under ``folders/``."""
+    import tarfile
+
+    root = tmp_path_factory.mktemp("image_folder_data")
+    write_image_folder(root / "folders" / "train", 200, seed=20)
+    write_image_folder(root / "folders" / "test", 50, seed=21)
+    with tarfile.open(root / "cifar10-jpeg.tar.gz", "w:gz") as tar:
+        for split in ("train", "test"):
+            tar.add(root / "folders" / split, arcname=split)
+    return root
+
+
+@pytest.fixture
+def image_folder_dir(image_folder_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The image-folder data root, with the decode cache sent to this test's own temporary folder."""
+    monkeypatch.setenv("LIGHTNING_CNN_CACHE", str(tmp_path / "cache"))
+    return image_folder_files

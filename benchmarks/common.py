@@ -1,0 +1,158 @@
+"""What the benchmarks share: the data, the tutorial baseline pipeline, a plain training loop, timing.
+
+Data: CIFAR shapes come from the CIFAR-10 JPEG copy (decoded once by ``ImageFolderDataModule`` and
+cached), MNIST from the official files; both found through ``$LIGHTNING_CNN_DATA`` (default
+``../shared/data`` here). Baseline and ours always run alternately in one process, so a busy machine
+slows both alike.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from lightning_cnn.data import ImageDataModule, ImageFolderDataModule, MNISTDataModule
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("LIGHTNING_CNN_DATA", str(ROOT.parent / "shared" / "data"))
+CIFAR_JPEG = "cifar10-jpeg.tar.gz"
+
+
+def machine() -> str:
+    """One line naming the CPU, cores, torch threads and the load right now."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{model}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads,"
+        f" load average {load}"
+    )
+
+
+def cifar_jpeg(**kwargs) -> ImageFolderDataModule:
+    """The CIFAR-10 JPEG copy as a data module (45,000 training images after the 5,000 validation split)."""
+    options = {"root": CIFAR_JPEG, "train_dir": "train", "test_dir": "test"}
+    dm = ImageFolderDataModule(**(options | kwargs))
+    dm.setup("fit")
+    return dm
+
+
+def mnist(**kwargs) -> MNISTDataModule:
+    dm = MNISTDataModule(**kwargs)
+    dm.setup("fit")
+    return dm
+
+
+class TutorialDataset(Dataset):
+    """The tutorial way (torchvision's ``CIFAR10``): uint8 HWC arrays in memory, each image through PIL transforms."""
+
+    def __init__(self, images_nchw: torch.Tensor, labels: torch.Tensor, transform: Callable) -> None:
+        self.images = images_nchw.permute(0, 2, 3, 1).numpy()  # (N, H, W, C), as torchvision keeps CIFAR
+        self.labels = labels.tolist()
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        pil = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+        return self.transform(pil), self.labels[index]
+
+
+def tutorial_loader(dm: ImageDataModule, batch_size: int = 128, augment: bool = True, workers: int = 2) -> DataLoader:
+    """``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``, ``ToTensor``, ``Normalize`` in 2 DataLoader workers."""
+    size = dm.input_shape[1]
+    steps = [transforms.RandomCrop(size, padding=4), transforms.RandomHorizontalFlip()] if augment else []
+    transform = transforms.Compose([*steps, transforms.ToTensor(), transforms.Normalize(dm.mean, dm.std)])
+    dataset = TutorialDataset(dm.train_set.images, dm.train_set.labels, transform)
+    return DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=workers)
+
+
+def plain_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, limit: int | None = None) -> int:
+    """One epoch of the textbook loop (the first ``limit`` batches if given); ``batches`` yields (float images,
+    labels). Returns the images seen."""
+    model.train()
+    seen = 0
+    for i, (images, labels) in enumerate(batches):
+        if limit is not None and i >= limit:
+            break
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        seen += len(labels)
+    return seen
+
+
+class TrainTimer(L.Callback):
+    """Seconds of the training batches of the first epoch: first batch start to last batch end (no validation)."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.seconds = 0.0
+        self.images = 0
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        self.images += len(batch[1])
+        if batch_idx == trainer.num_training_batches - 1 and trainer.current_epoch == 0:
+            self.seconds = time.perf_counter() - self.start
+
+
+def fit_epoch_seconds(args: list[str], tmp: Path, limit: int | None = None) -> tuple[float, int]:
+    """Run ``lightning_cnn fit ARGS`` for one epoch (``limit`` batches if given) in this process; the training
+    epoch's seconds and images."""
+    from lightning_cnn.cli import cli_main
+
+    sys.argv[1:] = []  # the benchmark's own flags are parsed already; LightningCLI should not see them
+    cli = cli_main(
+        ["fit", *args, "--trainer.max_epochs", "1", "--trainer.enable_progress_bar", "false",
+         "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0",
+         "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp), "--preview.num_images", "0",
+         "--trainer.callbacks+=benchmarks.common.TrainTimer",
+         *(["--trainer.limit_train_batches", str(limit)] if limit else [])]
+    )  # fmt: skip
+    timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainTimer))
+    return timer.seconds, timer.images
+
+
+def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    """Call each run in turn, ``rounds`` times, reversing the order every round; each returns seconds."""
+    results: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(rounds):
+        for name in list(runs) if r % 2 == 0 else list(runs)[::-1]:
+            results[name].append(runs[name]())
+            print(f"  round {r + 1} {name}: {results[name][-1]:.2f} s", flush=True)
+    return results
+
+
+def best(seconds: list[float]) -> float:
+    """The fastest repeat: the least disturbed by other processes on a shared machine."""
+    return min(seconds)
+
+
+def seed(value: int = 0) -> None:
+    L.seed_everything(value, verbose=False)
+    np.random.seed(value)

@@ -1,0 +1,61 @@
+"""Benchmark 1, the input pipeline alone: images/s of our training batches vs the tutorial pipeline.
+
+Ours: in-memory uint8 batches → float → RandomCrop(padding 4) + HorizontalFlip → normalize, batched, in
+this process. Tutorial: torchvision ``RandomCrop(32, padding=4)``, ``RandomHorizontalFlip``,
+``ToTensor``, ``Normalize`` on PIL images in a DataLoader with 2 workers. Both yield the same normalized
+float batches of 128 from the same 45,000 CIFAR-shaped images (the CIFAR-10 JPEG copy).
+
+    python -m benchmarks.pipeline [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from benchmarks.common import alternate, best, cifar_jpeg, machine, seed, tutorial_loader
+from lightning_cnn.data.augment import HorizontalFlip, RandomCrop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    seed()
+    dm = cifar_jpeg(batch_size=128, augment=[RandomCrop(padding=4), HorizontalFlip()])
+    n = len(dm.train_set)
+    print(f"benchmark 1: pipeline only, {n} images 3×32×32 per epoch, batch 128\nmachine: {machine()}")
+
+    def ours(threads: int | None = None) -> float:
+        default = torch.get_num_threads()
+        torch.set_num_threads(threads or default)
+        start = time.perf_counter()
+        for batch in dm.train_dataloader():
+            dm.prepare_batch(batch, train=True)
+        seconds = time.perf_counter() - start
+        torch.set_num_threads(default)
+        return seconds
+
+    def tutorial() -> float:
+        start = time.perf_counter()
+        for _ in tutorial_loader(dm, batch_size=128, workers=2):
+            pass
+        return time.perf_counter() - start
+
+    # one torch thread as well: on a machine shared with other jobs, intra-op threads wait on each other
+    runs = {"tutorial": tutorial, "ours": ours, "ours, 1 thread": lambda: ours(threads=1)}
+    times = alternate(runs, args.rounds)
+    rate = {name: n / best(seconds) for name, seconds in times.items()}
+    print(f"tutorial (PIL transforms, 2 workers): {rate['tutorial']:,.0f} images/s")
+    for name in ("ours", "ours, 1 thread"):
+        print(
+            f"{name + ' (batched tensor ops):':37s} {rate[name]:,.0f} images/s,"
+            f" ratio {rate[name] / rate['tutorial']:.1f}× the tutorial (acceptance: ≥ 5×)"
+        )
+    print(f"load after: {machine().rsplit('load average', 1)[1]}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Image files → one uint8 tensor: parallel decoding, resizing, archives unpacked once, an on-disk cache.
+
+Kept apart from the data module so the file handling can be read (and tested) on its own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+
+from lightning_cnn.errors import CorruptDataError, DataNotFoundError
+
+CACHE_ENV_VAR = "LIGHTNING_CNN_CACHE"
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+CACHE_FORMAT = 1  # bump when what is cached changes, so old cache files are ignored
+
+
+def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
+    """Where decoded images and unpacked archives go: ``cache_dir``, else ``$LIGHTNING_CNN_CACHE``, else
+    ``./data/cache`` (ignored by git). Never inside the dataset folder, which may be read-only."""
+    chosen = cache_dir or os.environ.get(CACHE_ENV_VAR) or Path("data") / "cache"
+    return Path(chosen).expanduser().absolute()
+
+
+def is_archive(path: Path) -> bool:
+    return path.name.endswith(ARCHIVE_SUFFIXES)
+
+
+def unpack_archive(archive: Path, cache_dir: Path) -> Path:
+    """Unpack ``archive`` once into ``cache_dir/unpacked/<name>-<key>`` and return that folder.
+
+    The key follows the archive's size and modification time, so a changed archive is unpacked again.
+    Unpacking goes to a temporary folder renamed at the end: an interrupted run leaves nothing half-done,
+    and two processes unpacking at once both end with the same complete folder.
+    """
+    if not archive.is_file():
+        raise DataNotFoundError(f"archive not found: {archive}")
+    stat = archive.stat()
+    key = hashlib.sha1(f"{archive.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    stem = archive.name.removesuffix(next(s for s in ARCHIVE_SUFFIXES if archive.name.endswith(s)))
+    target = cache_dir / "unpacked" / f"{stem}-{key}"
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=target.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(scratch, filter="data")  # "data": no absolute paths, links out, or devices
+        scratch.chmod(0o755)
+        scratch.rename(target)
+    except (tarfile.TarError, EOFError, OSError) as err:
+        if not target.is_dir():
+            raise CorruptDataError(f"cannot unpack {archive} into {target.parent} ({err})") from err
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
+
+
+def class_folders(folder: Path) -> list[str]:
+    """Sorted names of the class sub-folders of ``folder`` (hidden ones skipped)."""
+    if not folder.is_dir():
+        raise DataNotFoundError(f"image folder not found: {folder}")
+    names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not names:
+        raise DataNotFoundError(
+            f"no class sub-folders in {folder}: expected {folder}/<class>/<image files> (JPEG, PNG, ...)"
+        )
+    return names
+
+
+def _walk(folder: Path) -> list[tuple[Path, int, int]]:
+    """(path, size, mtime_ns) of every non-hidden file under ``folder``, in sorted order, in one pass."""
+    found = []
+    with os.scandir(folder) as entries:
+        for entry in sorted(entries, key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir():
+                found += _walk(Path(entry.path))
+            elif entry.is_file():
+                stat = entry.stat()
+                found.append((Path(entry.path), stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+def list_files(folder: Path, classes: Sequence[str]) -> tuple[list[Path], list[int], list[tuple[str, int, int]]]:
+    """Every non-hidden file under ``folder/<class>/`` (any depth), sorted, with its class index and
+    its (relative path, size, modification time) for the cache key."""
+    paths, labels, stats = [], [], []
+    for label, name in enumerate(classes):
+        if not (folder / name).is_dir():
+            continue
+        for path, size, mtime in _walk(folder / name):
+            paths.append(path)
+            labels.append(label)
+            stats.append((str(path.relative_to(folder)), size, mtime))
+    return paths, labels, stats
+
+
+def folder_key(stats: Sequence[tuple[str, int, int]], size: tuple[int, int], channels: int) -> str:
+    """A key that changes when a file is added, removed or modified, or the decoding options change."""
+    digest = hashlib.sha1(f"{CACHE_FORMAT}:{size}:{channels}".encode())
+    digest.update("\n".join(f"{name}:{n}:{mtime}" for name, n, mtime in stats).encode())
+    return digest.hexdigest()[:16]
+
+
+def decode_file(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
+    """One image file (any format and mode PIL reads) as uint8 (height, width[, 3]) of ``size``: turned
+    upright by its EXIF tag, resized on its shorter side and centre-cropped (nothing stretched)."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image).convert("RGB" if channels == 3 else "L")
+        if image.size != (size[1], size[0]):
+            image = ImageOps.fit(image, (size[1], size[0]), Image.Resampling.BILINEAR)
+        return np.asarray(image, dtype=np.uint8)
+
+
+def _decode_chunk(
+    paths: Sequence[Path], size: tuple[int, int], channels: int
+) -> tuple[list[np.ndarray | None], list[str]]:
+    """Decode ``paths`` in this process; PIL and numpy only, so it is safe in a forked worker."""
+    images: list[np.ndarray | None] = []
+    errors = []
+    for path in paths:
+        try:
+            images.append(decode_file(path, size, channels))
+        except Exception as err:  # noqa: BLE001 - any unreadable file is reported and skipped, never fatal
+            images.append(None)
+            reason = " ".join(str(err).split()) or type(err).__name__
+            errors.append(f"{path} ({reason[:120]})")
+    return images, errors
+
+
+def decode_files(
+    paths: Sequence[Path], labels: Sequence[int], size: tuple[int, int], channels: int, workers: int
+) -> tuple[Tensor, Tensor, list[str]]:
+    """Decode ``paths`` in ``workers`` processes into uint8 (N, channels, *size) images and int64 labels.
+
+    Processes, not threads: decoding small images is mostly Python work that holds the GIL. Files that
+    cannot be decoded are left out; the third result names each with the reason.
+    """
+    chunk = 500
+    chunks = [paths[i : i + chunk] for i in range(0, len(paths), chunk)]
+    work = partial(_decode_chunk, size=size, channels=channels)
+    if workers > 1 and len(chunks) > 1:
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+        with ProcessPoolExecutor(min(workers, len(chunks)), mp_context=context) as pool:
+            results = list(pool.map(work, chunks))
+    else:
+        results = [work(part) for part in chunks]
+    decoded = [image for images, _ in results for image in images]
+    errors = [error for _, errs in results for error in errs]
+    keep = [i for i, image in enumerate(decoded) if image is not None]
+    if not keep:
+        return torch.zeros(0, channels, *size, dtype=torch.uint8), torch.zeros(0, dtype=torch.long), errors
+    stacked = torch.from_numpy(np.stack([decoded[i] for i in keep]))
+    images = stacked.permute(0, 3, 1, 2) if stacked.ndim == 4 else stacked.unsqueeze(1)
+    return images.contiguous(), torch.tensor([labels[i] for i in keep], dtype=torch.long), errors

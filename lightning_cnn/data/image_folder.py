@@ -1,0 +1,229 @@
+"""ImageFolderDataModule: a folder of class sub-folders of image files, decoded once into memory.
+
+The images (JPEG, PNG, ... any size and mode) are decoded in parallel, resized to ``image_size`` and
+kept as one uint8 tensor like every other data module here; the decoded tensor is cached on disk, so
+the second run starts in a second. A ``.tar.gz`` of the folder works too: it is unpacked once into
+the cache folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import Tensor
+
+from lightning_cnn.data.augment import BatchAugmentation
+from lightning_cnn.data.base import ImageDataModule
+from lightning_cnn.data.image_files import (
+    class_folders,
+    decode_files,
+    folder_key,
+    is_archive,
+    list_files,
+    resolve_cache_dir,
+    unpack_archive,
+)
+from lightning_cnn.errors import ConfigError, DataNotFoundError
+
+MAX_REPORTED = 20  # unreadable files named one by one, then a count
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Images in ``<root>/<train_dir>/<class>/*`` (and optionally ``<root>/<test_dir>/<class>/*``).
+
+    Class names are the sorted sub-folder names of the training folder, so ``num_classes``,
+    ``classes`` and ``input_shape`` are known as soon as the module is built. Files that cannot be
+    decoded (corrupt, not an image) are named in a warning and skipped.
+
+    Args:
+        root: a folder, or a ``.tar.gz`` / ``.tgz`` / ``.tar`` archive of one; a relative path is looked
+            for in the current folder, then in ``data_dir``.
+        train_dir: the folder of class sub-folders for training and validation, relative to ``root``.
+        test_dir: an optional folder of class sub-folders for testing, relative to ``root``.
+        image_size: every image is resized (shorter side) and centre-cropped to this size: ``32`` or
+            ``[height, width]``.
+        grayscale: decode every file as 1-channel grayscale; default 3-channel RGB, whatever the files hold.
+        mean: per-channel mean of the [0, 1] pixels for normalization; default: computed from the
+            training folder (and cached).
+        std: per-channel standard deviation, as ``mean``.
+        cache_dir: where decoded tensors and unpacked archives are kept; default ``$LIGHTNING_CNN_CACHE``,
+            else ``./data/cache``.
+        cache: keep the decoded tensors on disk so the next run skips decoding.
+        decode_workers: processes decoding files; default one per CPU core.
+        data_dir: where to look for a relative ``root`` after the current folder; default
+            ``$LIGHTNING_CNN_DATA``, else ``./data``.
+        download: not used (there is nothing to download); kept for the shared interface.
+        batch_size: see ``ImageDataModule``.
+        eval_batch_size: see ``ImageDataModule``.
+        num_workers: see ``ImageDataModule``.
+        val_size: see ``ImageDataModule``.
+        split_seed: see ``ImageDataModule``.
+        augment: see ``ImageDataModule``.
+    """
+
+    name = "image folder"
+
+    def __init__(
+        self,
+        root: str,
+        train_dir: str = ".",
+        test_dir: str | None = None,
+        image_size: int | tuple[int, int] = 32,
+        grayscale: bool = False,
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+        cache_dir: str | None = None,
+        cache: bool = True,
+        decode_workers: int | None = None,
+        data_dir: str | None = None,
+        download: bool = False,
+        batch_size: int = 128,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        val_size: int | float = 5000,
+        split_seed: int = 42,
+        augment: list[BatchAugmentation] | None = None,
+    ) -> None:
+        super().__init__(
+            data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
+        )  # fmt: skip
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or min(size) < 1:
+            raise ConfigError(f"data.image_size must be a positive int or [height, width], got {image_size}")
+        channels = 1 if grayscale else 3
+        for key, value in (("mean", mean), ("std", std)):
+            if value is not None and len(value) != channels:
+                raise ConfigError(f"data.{key} needs {channels} values (one per channel), got {list(value)}")
+        if std is not None and min(std) <= 0:
+            raise ConfigError(f"data.std values must be above 0, got {list(std)}")
+        if decode_workers is not None and decode_workers < 1:
+            raise ConfigError(f"data.decode_workers must be at least 1, got {decode_workers}")
+        self.image_size: tuple[int, int] = size
+        self.channels = channels
+        self.cache_dir = resolve_cache_dir(cache_dir)
+        self.use_cache = cache
+        self.decode_workers = decode_workers or len(os.sched_getaffinity(0))
+        self.root = self._resolve_root(root)
+        self.train_folder = self.root / train_dir
+        self.test_folder = self.root / test_dir if test_dir is not None else None
+        self.classes = tuple(class_folders(self.train_folder))
+        self.num_classes = len(self.classes)
+        self.input_shape = (channels, *size)
+        if self.test_folder is not None:
+            extra = sorted(set(class_folders(self.test_folder)) - set(self.classes))
+            if extra:
+                raise ConfigError(
+                    f"data.test_dir: classes {extra} in {self.test_folder} are not in the training folder"
+                    f" {self.train_folder} (classes: {', '.join(self.classes)})"
+                )
+        self._given_stats = (mean, std)
+        self._mean_std = (tuple(mean), tuple(std)) if mean is not None and std is not None else None
+
+    def _resolve_root(self, root: str) -> Path:
+        path = Path(root).expanduser()
+        candidates = [path] if path.is_absolute() else [Path.cwd() / path, self.data_dir / path]
+        found = next((p for p in candidates if p.exists()), None)
+        if found is None:
+            raise DataNotFoundError(f"data.root not found: {root} (looked in {', '.join(map(str, candidates))})")
+        return unpack_archive(found, self.cache_dir) if is_archive(found) else found
+
+    # --- normalization statistics --------------------------------------------------------------
+    @property
+    def mean(self) -> tuple[float, ...]:  # type: ignore[override]
+        return self._stats()[0]
+
+    @property
+    def std(self) -> tuple[float, ...]:  # type: ignore[override]
+        return self._stats()[1]
+
+    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        if self._mean_std is None:  # e.g. testing only: the training images are needed for their statistics
+            self.load_split(train=True)
+        assert self._mean_std is not None
+        return self._mean_std
+
+    def _set_stats(self, images: Tensor) -> None:
+        """Mean and std of the training folder (train + validation images) for whatever the config left out."""
+        if self._mean_std is None:
+            computed = channel_mean_std(images)
+            mean, std = self._given_stats
+            self._mean_std = (tuple(mean or computed[0]), tuple(std or computed[1]))
+
+    # --- loading ---------------------------------------------------------------------------------
+    def files_present(self) -> bool:
+        return self.train_folder.is_dir()
+
+    def expected_files(self) -> str:
+        return f"class sub-folders of images in {self.train_folder}"
+
+    def prepare_data(self) -> None:
+        """Nothing to download: the folders were checked when the module was built."""
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup("fit" if stage is None and self.test_folder is None else stage)
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        if train:
+            images, labels = self._load(self.train_folder)
+            self._set_stats(images)
+            return images, labels
+        if self.test_folder is None:
+            raise ConfigError(
+                "data.test_dir is not set: give a folder of class sub-folders (relative to data.root) to test on"
+            )
+        return self._load(self.test_folder)
+
+    def _load(self, folder: Path) -> tuple[Tensor, Tensor]:
+        """The folder's images and labels: from the cache when its files are unchanged, else decoded."""
+        paths, labels, stats = list_files(folder, self.classes)
+        if not paths:
+            raise DataNotFoundError(
+                f"no image files in {folder}: expected <class>/<image files> for the classes {', '.join(self.classes)}"
+            )
+        key = folder_key(stats, self.image_size, self.channels)
+        cache_file = self.cache_dir / "images" / f"{folder.name or 'root'}-{key}.pt"
+        if self.use_cache and cache_file.is_file():
+            try:
+                cached = torch.load(cache_file, weights_only=True)
+                report_unreadable(cached["errors"], folder)
+                return cached["images"], cached["labels"]
+            except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, not fatal
+                rank_zero_warn(f"ignoring the unreadable cache file {cache_file} ({err}); decoding again")
+        rank_zero_info(f"decoding {len(paths)} images in {folder} with {self.decode_workers} processes")
+        images, label_tensor, errors = decode_files(paths, labels, self.image_size, self.channels, self.decode_workers)
+        report_unreadable(errors, folder)
+        if not len(images):
+            raise DataNotFoundError(f"no readable images in {folder}: all {len(paths)} files failed to decode")
+        if self.use_cache:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            scratch = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({"images": images, "labels": label_tensor, "errors": errors}, scratch)
+            scratch.replace(cache_file)
+        return images, label_tensor
+
+
+def report_unreadable(errors: list[str], folder: Path) -> None:
+    """Warn once, naming each file that could not be decoded (the first ``MAX_REPORTED``)."""
+    if not errors:
+        return
+    shown = "; ".join(errors[:MAX_REPORTED])
+    more = f"; and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+    rank_zero_warn(f"skipped {len(errors)} unreadable file(s) in {folder}: {shown}{more}")
+
+
+def channel_mean_std(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and standard deviation of uint8 images on the [0, 1] scale, in chunks (no float copy)."""
+    total = torch.zeros(images.shape[1], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    for chunk in images.split(4096):
+        values = chunk.to(torch.float64).div_(255)
+        total += values.sum(dim=(0, 2, 3))
+        squares += values.square().sum(dim=(0, 2, 3))
+    count = images.shape[0] * images.shape[2] * images.shape[3]
+    mean = total / count
+    std = (squares / count - mean.square()).clamp(min=1e-12).sqrt()
+    return tuple(round(v, 4) for v in mean.tolist()), tuple(round(v, 4) for v in std.tolist())

@@ -1,0 +1,84 @@
+"""MNIST: 60,000 training and 10,000 test digits, 28×28 grayscale, read from the official IDX files."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import torch
+from torch import Tensor
+from torchvision.datasets import MNIST
+
+from lightning_cnn.data.base import ImageDataModule
+from lightning_cnn.errors import CorruptDataError
+
+FILES = {
+    True: ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    False: ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def read_idx(path: Path) -> Tensor:
+    """Parse an IDX file of unsigned bytes, plain or gzipped, into a uint8 tensor of its stated shape.
+
+    torchvision's reader needs the files unpacked next to the archives; reading the ``.gz`` directly
+    lets a read-only copy of the official files (a shared drive, ``../shared/data``) serve as-is.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+        zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
+        shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+    except (OSError, EOFError, struct.error) as err:
+        raise CorruptDataError(f"cannot read {path} ({err}); delete it and download or copy it again") from err
+    expected = 4 + 4 * ndim + int(torch.tensor(shape).prod())
+    if zero != 0 or dtype_code != 0x08 or len(data) != expected:
+        raise CorruptDataError(
+            f"{path} is not a uint8 IDX file of shape {shape} ({len(data)} bytes, expected {expected});"
+            " delete it and download or copy it again"
+        )
+    return torch.frombuffer(bytearray(data[4 + 4 * ndim :]), dtype=torch.uint8).view(*shape)
+
+
+class MNISTDataModule(ImageDataModule):
+    """MNIST from ``<data_dir>/MNIST/raw`` (the layout torchvision downloads into), ``.gz`` or unpacked."""
+
+    name = "MNIST"
+    num_classes = 10
+    input_shape = (1, 28, 28)
+    mean = (0.1307,)
+    std = (0.3081,)
+    classes = tuple(str(digit) for digit in range(10))
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.data_dir / "MNIST" / "raw"
+
+    def _find(self, name: str) -> Path | None:
+        for candidate in (self.raw_dir / name, self.raw_dir / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+        return None
+
+    def files_present(self) -> bool:
+        return all(self._find(name) for names in FILES.values() for name in names)
+
+    def download_files(self) -> None:
+        for train in (True, False):
+            MNIST(self.data_dir, train=train, download=True)
+
+    def expected_files(self) -> str:
+        names = ", ".join(f"{name}[.gz]" for names in FILES.values() for name in names)
+        return f"{names} in {self.raw_dir}"
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        image_path, label_path = (self._find(name) for name in FILES[train])
+        if image_path is None or label_path is None:
+            self.prepare_data()  # raises a clear error when the files are still missing
+            image_path, label_path = (self._find(name) for name in FILES[train])
+        images, labels = read_idx(image_path), read_idx(label_path)
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise CorruptDataError(f"{image_path} and {label_path} do not match: {images.shape} vs {labels.shape}")
+        return images.unsqueeze(1), labels.long()

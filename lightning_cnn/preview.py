@@ -1,0 +1,141 @@
+"""A look at the augmentations: the first training batch, de-normalized, as a labelled image grid.
+
+During ``fit`` the ``AugmentationPreview`` callback logs the grid to TensorBoard (``train/first_batch``);
+``python -m lightning_cnn.preview --config CONFIG --out grid.png`` writes the same kind of grid for a
+config without training anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+import yaml
+from lightning.pytorch.loggers import TensorBoardLogger
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from lightning_cnn.data import ImageDataModule
+from lightning_cnn.errors import ConfigError, LightningCnnError
+
+CAPTION = 12  # pixels of caption under each tile
+MIN_TILE = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
+
+
+def image_grid(images: Tensor, labels: Tensor | None = None, classes: tuple[str, ...] | None = None) -> Tensor:
+    """Images (N, C, H, W) in [0, 1] as one uint8 RGB grid (3, H', W'), each tile captioned with its class.
+
+    Tiles are enlarged by a whole factor to at least ``MIN_TILE`` pixels so 28×28 or 32×32 images stay
+    readable next to their captions.
+    """
+    images = images.detach().float().clamp(0, 1).cpu()
+    if images.shape[1] == 1:
+        images = images.repeat(1, 3, 1, 1)
+    n, _, h, w = images.shape
+    factor = max(1, math.ceil(MIN_TILE / min(h, w)))
+    tile_h, tile_w = h * factor + CAPTION, w * factor
+    cols = max(1, math.ceil(math.sqrt(n)))
+    rows = math.ceil(n / cols)
+    grid = Image.new("RGB", (cols * (tile_w + 2), rows * (tile_h + 2)), "white")
+    draw = ImageDraw.Draw(grid)
+    font = ImageFont.load_default()
+    tiles = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    for i, tile in enumerate(tiles):
+        x, y = (i % cols) * (tile_w + 2) + 1, (i // cols) * (tile_h + 2) + 1
+        grid.paste(Image.fromarray(tile).resize((tile_w, h * factor), Image.Resampling.NEAREST), (x, y))
+        if labels is not None:
+            label = int(labels[i])
+            text = classes[label] if classes and label < len(classes) else str(label)
+            draw.text((x + 1, y + h * factor), text[: max(1, tile_w // 6)], fill="black", font=font)
+    return torch.from_numpy(np.asarray(grid).copy()).permute(2, 0, 1)
+
+
+def batch_grid(datamodule: ImageDataModule, images: Tensor, labels: Tensor, num_images: int) -> Tensor:
+    """The grid of a normalized batch: de-normalized with the data module's statistics, labelled with its classes."""
+    shown = datamodule.denormalize(images[:num_images].float())
+    return image_grid(shown, labels[:num_images], getattr(datamodule, "classes", None))
+
+
+class AugmentationPreview(L.Callback):
+    """Log the first training batch of a run, augmented and de-normalized, to TensorBoard as a labelled grid.
+
+    Args:
+        num_images: images shown; 0 turns the preview off.
+    """
+
+    def __init__(self, num_images: int = 32) -> None:
+        if num_images < 0:
+            raise ConfigError(f"preview.num_images must be 0 or more, got {num_images}")
+        self.num_images = num_images
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self.num_images == 0 or batch_idx != 0 or trainer.global_step != 0 or not trainer.is_global_zero:
+            return
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        datamodule = trainer.datamodule
+        if not loggers or not isinstance(datamodule, ImageDataModule):
+            return
+        images, labels = batch
+        grid = batch_grid(datamodule, images, labels, self.num_images)
+        for logger in loggers:
+            logger.experiment.add_image("train/first_batch", grid, trainer.global_step, dataformats="CHW")
+
+
+def preview_datamodule(config: dict, overrides: list[str]) -> ImageDataModule:
+    """The data module of a config's ``data`` section (full class paths or short names), with ``--data.*`` flags."""
+    from jsonargparse import ArgumentParser
+
+    if "data" not in config:
+        raise ConfigError("the config has no 'data' section to preview")
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_subclass_arguments(ImageDataModule, "data")
+    try:
+        namespace = parser.parse_args(["--data", json.dumps(config["data"]), *overrides])
+    except Exception as err:
+        raise ConfigError(f"cannot read the data section: {' '.join(str(err).split())[:300]}") from err
+    return parser.instantiate(namespace).data
+
+
+def write_preview(config_path: Path, out: Path, num_images: int = 32, overrides: list[str] | None = None) -> Path:
+    """Write the grid of a config's first augmented training batch (under its ``seed_everything``) to ``out``."""
+    config = yaml.safe_load(config_path.read_text()) or {}
+    datamodule = preview_datamodule(config, overrides or [])
+    seed = config.get("seed_everything")
+    L.seed_everything(seed if isinstance(seed, int) else 0, verbose=False)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    images, labels = datamodule.prepare_batch(next(iter(datamodule.train_dataloader())), train=True)
+    grid = batch_grid(datamodule, images, labels, num_images)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid.permute(1, 2, 0).numpy()).save(out)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m lightning_cnn.preview --config CONFIG --out grid.png [--num_images N] [--data.KEY VALUE ...]``."""
+    parser = argparse.ArgumentParser(prog="python -m lightning_cnn.preview", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, required=True, help="a recipe or a run's saved config.yaml")
+    parser.add_argument("--out", type=Path, default=Path("augmentations.png"), help="PNG file to write")
+    parser.add_argument("--num_images", type=int, default=32, help="images in the grid")
+    args, overrides = parser.parse_known_args(argv)
+    try:
+        if not args.config.is_file():
+            raise ConfigError(f"config file not found: {args.config}")
+        path = write_preview(args.config, args.out, args.num_images, overrides)
+    except LightningCnnError as err:
+        sys.stderr.write(f"error: {' '.join(str(err).split())}\n")
+        sys.exit(1)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
