@@ -27,6 +27,7 @@ from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.errors import ConfigError, LightningCnnError
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
+from lightning_cnn.preview import AugmentationPreview
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -68,8 +69,7 @@ class CNNLightningCLI(LightningCLI):
         parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)
         parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
-        from lightning_cnn.preview import AugmentationPreview  # the first augmented batch, as a grid in TensorBoard
-
+        # the first augmented training batch, as an image grid in TensorBoard
         parser.add_lightning_class_args(AugmentationPreview, "preview")
         parser.add_argument(
             "--test_after_fit",
