@@ -2,7 +2,9 @@
 batches, same model and optimizer, no augmentation: LeNet-5 on MNIST and SimpleCNN on CIFAR shapes.
 
 The plain loop iterates the data module's own training loader and calls its ``prepare_batch`` (uint8 →
-normalized float), so the only difference is Lightning and our module (metrics, logging, callbacks).
+normalized float), so the only difference is Lightning and our module (metrics, logging, callbacks). A third
+contender, "bare Lightning" (a LightningModule that only computes the loss, in a Trainer without logger or
+callbacks), measures Lightning's own floor, so the report separates Lightning's cost from ours.
 
     python -m benchmarks.overhead [--rounds 3]
 """
@@ -14,9 +16,23 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning as L
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from benchmarks.common import alternate, best, cifar_jpeg, fit_epoch_seconds, machine, mnist, plain_epoch, seed
+from benchmarks.common import (
+    TrainTimer,
+    alternate,
+    best,
+    cifar_jpeg,
+    fit_epoch_seconds,
+    machine,
+    mnist,
+    plain_epoch,
+    seed,
+)
+from lightning_cnn.data import ImageDataModule
 from lightning_cnn.models import LeNet5, SimpleCNN
 
 CASES = {
@@ -31,6 +47,35 @@ CASES = {
         torch.optim.SGD, {"lr": 0.05, "momentum": 0.9}, 128,
     ),
 }  # fmt: skip
+
+
+class BareModule(L.LightningModule):
+    """The least a LightningModule can be: the loss, the optimizer and the data module's batch preparation."""
+
+    def __init__(self, net: nn.Module, dm: ImageDataModule, optimizer_cls: type, optimizer_args: dict) -> None:
+        super().__init__()
+        self.net, self.dm, self.optimizer_cls, self.optimizer_args = net, dm, optimizer_cls, optimizer_args
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        images, labels = batch
+        return F.cross_entropy(self.net(images), labels)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        return self.dm.prepare_batch(batch, train=False)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return self.optimizer_cls(self.parameters(), **self.optimizer_args)
+
+
+def bare_lightning_seconds(model: nn.Module, dm: ImageDataModule, optimizer_cls, optimizer_args, limit) -> float:
+    """One training epoch of ``BareModule`` in a Trainer with no logger, checkpoints, progress bar or summary."""
+    timer = TrainTimer()
+    trainer = L.Trainer(
+        max_epochs=1, limit_train_batches=limit, limit_val_batches=0, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer], accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(BareModule(model.net, dm, optimizer_cls, optimizer_args), train_dataloaders=dm.train_dataloader())
+    return timer.seconds
 
 
 def main() -> None:
@@ -63,11 +108,17 @@ def main() -> None:
                 plain_epoch(model, optimizer, batches, args.limit_batches)
                 return time.perf_counter() - start
 
-            times = alternate({"plain loop": plain, "lightning_cnn fit": ours}, args.rounds)
-            summary.append((name, n, best(times["plain loop"]), best(times["lightning_cnn fit"])))
-    for name, n, plain_s, ours_s in summary:
+            def bare(dm=dm, model_cls=model_cls, optimizer_cls=optimizer_cls, optimizer_args=optimizer_args) -> float:
+                model = model_cls(num_classes=dm.num_classes, input_shape=dm.input_shape)
+                return bare_lightning_seconds(model, dm, optimizer_cls, optimizer_args, args.limit_batches)
+
+            contenders = {"plain loop": plain, "bare Lightning": bare, "lightning_cnn fit": ours}
+            times = alternate(contenders, args.rounds)
+            summary.append((name, n, *(best(times[key]) for key in contenders)))
+    for name, n, plain_s, bare_s, ours_s in summary:
         print(
-            f"{name}: plain loop {n / plain_s:,.0f} img/s, lightning_cnn fit {n / ours_s:,.0f} img/s,"
+            f"{name}: plain loop {n / plain_s:,.0f} img/s, bare Lightning {n / bare_s:,.0f} img/s"
+            f" (ratio {plain_s / bare_s:.3f}), lightning_cnn fit {n / ours_s:,.0f} img/s,"
             f" ratio {plain_s / ours_s:.3f} (acceptance: ≥ 0.95)"
         )
     print(f"load after: {machine().rsplit('load average', 1)[1]}")

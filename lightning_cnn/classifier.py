@@ -95,6 +95,8 @@ class ImageClassifier(LightningModule):
         self.l1_weight = l1_weight
         self.compile_net = compile
         self.net: nn.Module = nn.Identity()
+        self._loss_sum: Tensor | float = 0.0  # the training losses since train/loss was last logged
+        self._loss_steps = 0
         # lets the model summary show input and output shapes of every layer
         self.example_input_array = torch.zeros(2, *self.input_shape)
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")})
@@ -114,17 +116,42 @@ class ImageClassifier(LightningModule):
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
-        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
-        metrics.update(logits, y)
-        # training loss per step (the curve to watch); validation and test loss per epoch, averaged over
-        # all processes by sync_dist. The metric objects accumulate over the epoch and sync themselves.
-        per_step = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=per_step, on_epoch=not per_step, prog_bar=True, sync_dist=not per_step)
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+        getattr(self, f"{stage}_metrics").update(logits.detach(), y)
+        if stage != "train":  # per epoch, averaged over all batches and processes
+            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
+
+    def _log_train_loss(self, loss: Tensor, batch_idx: int) -> None:
+        """Log ``train/loss`` as the mean over the steps since it was last logged, on the steps the logger
+        writes (every ``trainer.log_every_n_steps``) and on an epoch's last batch.
+
+        Every step's loss counts in the curve (Lightning writes only every n-th step's value), and the
+        per-step cost of ``self.log`` stays off the hot path (see benchmarks/overhead.py)."""
+        self._loss_sum = self._loss_sum + loss.detach()
+        self._loss_steps += 1
+        if self._trainer is None:  # called outside a Trainer (a plain loop, a test): nothing to log to
+            return
+        every = max(self.trainer.log_every_n_steps, 1)
+        last = batch_idx + 1 >= self.trainer.num_training_batches
+        if (self.trainer.global_step + 1) % every == 0 or last or self.trainer.fast_dev_run:
+            self.log("train/loss", self._loss_sum / self._loss_steps, on_step=True, on_epoch=False, prog_bar=True)
+            self._loss_sum, self._loss_steps = 0.0, 0
+
+    def _log_epoch_metrics(self, stage: str) -> None:
+        """Log the epoch's accumulated metrics (synced across processes by ``compute``) and reset them.
+
+        Logging the computed values once per epoch instead of the metric objects every step keeps
+        Lightning's per-step bookkeeping off the training loop's hot path (see benchmarks/overhead.py).
+        """
+        metrics: MetricCollection = getattr(self, f"{stage}_metrics")
+        if not any(metric.update_called for metric in metrics.values()):
+            return  # no batches this epoch (e.g. limit_val_batches: 0)
+        self.log_dict(metrics.compute(), prog_bar=True)
+        metrics.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")
+        self._log_train_loss(loss, batch_idx)
         if self.l1_weight:
             penalty = sum(p.abs().sum() for p in self._weights(decayed=True))
             self.log("train/l1_penalty", penalty, on_step=True, on_epoch=False)
@@ -137,16 +164,27 @@ class ImageClassifier(LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._step(batch, "test")
 
+    def on_train_epoch_end(self) -> None:
+        self._log_epoch_metrics("train")
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_epoch_metrics("test")
+
     def predict_step(self, batch: tuple[Tensor, Tensor] | Tensor, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=1)
 
     def on_train_epoch_start(self) -> None:
-        """Reseed every random number generator from (seed, epoch) when the run has a seed.
+        """Restart the ``train/loss`` window, and reseed every random number generator from (seed, epoch)
+        when the run has a seed.
 
         Dropout and augmentation then depend on the epoch alone, so a run resumed from an epoch's
         checkpoint continues exactly as the uninterrupted run would, while each epoch still differs.
         """
+        self._loss_sum, self._loss_steps = 0.0, 0
         seed = os.environ.get("PL_GLOBAL_SEED")
         if seed is not None:
             epoch_seed = (int(seed) * 1_000_003 + self.current_epoch) % 2**32

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -102,3 +103,20 @@ def test_console_entry_points_start():
         done = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert "fit" in done.stdout
+
+
+def test_train_loss_is_the_mean_of_the_steps_since_the_last_point(run_cli, mnist_dir, tmp_path):
+    """With ``log_every_n_steps: 4`` each train/loss point averages four steps, not one sampled step."""
+    runs = {}
+    for every in (1, 4):
+        code, err = run_cli(
+            "fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 1, "--trainer.limit_train_batches", 12,
+            "--trainer.limit_val_batches", 1, "--seed_everything", 3,
+            "--trainer.default_root_dir", tmp_path / str(every), *QUICK,
+            "--trainer.log_every_n_steps", every, "--data.batch_size", 32,
+        )  # fmt: skip
+        assert code == 0, err
+        runs[every] = scalars(tmp_path / str(every) / "lightning_logs" / "version_0")["train/loss"]
+    assert len(runs[1]) == 12 and len(runs[4]) == 3
+    windows = [sum(runs[1][i : i + 4]) / 4 for i in range(0, 12, 4)]
+    assert runs[4] == pytest.approx(windows, rel=1e-5)
