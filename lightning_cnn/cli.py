@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import warnings
@@ -212,12 +213,19 @@ def _user_error(err: BaseException) -> BaseException | None:
     return None
 
 
+# Experiment tools beside LightningCLI's subcommands: `python -m lightning_cnn NAME ...` runs MODULE.main(argv).
+TOOLS: dict[str, str] = {}
+
+
 def main(args: list[str] | None = None) -> None:
     """Console entry point: user errors become one line on stderr and a non-zero exit."""
     if sys.argv and sys.argv[0].endswith("__main__.py"):
         sys.argv[0] = "python -m lightning_cnn"
     argv = sys.argv[1:] if args is None else args
     try:
+        if argv and argv[0] in TOOLS:
+            importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
+            return
         check_config_files(argv)
         cli_main(args)
     except KeyboardInterrupt:
