@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+INTERRUPTED = "interrupted.ckpt"
 
 
 class RunCheckpoint(ModelCheckpoint):
@@ -33,3 +39,17 @@ class RunCheckpoint(ModelCheckpoint):
         if trainer.fast_dev_run:
             return
         super().on_train_end(trainer, pl_module)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        super().on_exception(trainer, pl_module, exception)
+        if not isinstance(exception, SIGTERMException) or trainer.fast_dev_run or trainer.sanity_checking:
+            return
+        if self.dirpath is None or trainer.global_step == 0:
+            return
+        path = os.path.join(self.dirpath, INTERRUPTED)
+        trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes
+        rank_zero_info(
+            f"SIGTERM in epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}."
+            f" Resume exactly from the last finished epoch with --ckpt_path last, or from this moment with"
+            f" --ckpt_path {path}"
+        )

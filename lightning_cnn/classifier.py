@@ -21,7 +21,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import ConfigError, DivergedError
 from lightning_cnn.schedulers import build_scheduler, default_interval, scheduler_class
 
 # Metrics every classifier logs, with the direction in which they improve (for monitors and their mode).
@@ -95,8 +95,7 @@ class ImageClassifier(LightningModule):
         self.l1_weight = l1_weight
         self.compile_net = compile
         self.net: nn.Module = nn.Identity()
-        self._loss_sum: Tensor | float = 0.0  # the training losses since train/loss was last logged
-        self._loss_steps = 0
+        self._loss_window: list[Tensor] = []  # the training losses since train/loss was last logged
         # lets the model summary show input and output shapes of every layer
         self.example_input_array = torch.zeros(2, *self.input_shape)
         metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")})
@@ -123,19 +122,45 @@ class ImageClassifier(LightningModule):
 
     def _log_train_loss(self, loss: Tensor, batch_idx: int) -> None:
         """Log ``train/loss`` as the mean over the steps since it was last logged, on the steps the logger
-        writes (every ``trainer.log_every_n_steps``) and on an epoch's last batch.
+        writes (every ``trainer.log_every_n_steps``) and on an epoch's last batch; stop if any was not finite.
 
         Every step's loss counts in the curve (Lightning writes only every n-th step's value), and the
-        per-step cost of ``self.log`` stays off the hot path (see benchmarks/overhead.py)."""
-        self._loss_sum = self._loss_sum + loss.detach()
-        self._loss_steps += 1
+        per-step cost of ``self.log`` (and of a device sync for the finiteness check) stays off the hot path
+        (see benchmarks/overhead.py)."""
+        self._loss_window.append(loss.detach())
         if self._trainer is None:  # called outside a Trainer (a plain loop, a test): nothing to log to
             return
         every = max(self.trainer.log_every_n_steps, 1)
         last = batch_idx + 1 >= self.trainer.num_training_batches
         if (self.trainer.global_step + 1) % every == 0 or last or self.trainer.fast_dev_run:
-            self.log("train/loss", self._loss_sum / self._loss_steps, on_step=True, on_epoch=False, prog_bar=True)
-            self._loss_sum, self._loss_steps = 0.0, 0
+            losses = self._check_finite_losses()
+            self._loss_window = []
+            self.log("train/loss", losses.mean(), on_step=True, on_epoch=False, prog_bar=True)
+
+    def _check_finite_losses(self) -> Tensor:
+        """The training losses since train/loss was last logged; raise ``DivergedError`` naming the first step
+        whose loss was NaN or infinite, before anything saves the weights that followed it."""
+        losses = torch.stack(self._loss_window)
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0])
+            step = self.trainer.global_step - (len(losses) - 1) + first
+            lr = self.trainer.optimizers[0].param_groups[0]["lr"] if self.trainer.optimizers else float("nan")
+            checkpoint = self.trainer.checkpoint_callback
+            kept = getattr(checkpoint, "last_model_path", "") or getattr(checkpoint, "best_model_path", "")
+            raise DivergedError(
+                f"train/loss became {losses[first].item()} at epoch {self.current_epoch}, step {step}"
+                f" (learning rate {lr:.3g}); training stopped"
+                + (f", the last good checkpoint is {kept}" if kept else ", no checkpoint had been saved yet")
+                + ". Lower the learning rate, add warmup, or clip gradients (--trainer.gradient_clip_val 1.0)"
+            )
+        return losses
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # a checkpoint written between two loss checks (mid-epoch validation, every_n_train_steps) must not
+        # hold the weights of a diverged step
+        if self._trainer is not None and self.trainer.training and self._loss_window:
+            self._check_finite_losses()
 
     def _log_epoch_metrics(self, stage: str) -> None:
         """Log the epoch's accumulated metrics (synced across processes by ``compute``) and reset them.
@@ -184,7 +209,7 @@ class ImageClassifier(LightningModule):
         Dropout and augmentation then depend on the epoch alone, so a run resumed from an epoch's
         checkpoint continues exactly as the uninterrupted run would, while each epoch still differs.
         """
-        self._loss_sum, self._loss_steps = 0.0, 0
+        self._loss_window = []
         seed = os.environ.get("PL_GLOBAL_SEED")
         if seed is not None:
             epoch_seed = (int(seed) * 1_000_003 + self.current_epoch) % 2**32

@@ -19,13 +19,16 @@ import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_cnn.callbacks import RunCheckpoint
+from lightning_cnn.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.classifier import ImageClassifier, check_monitor
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.errors import ConfigError, LightningCnnError
+from lightning_cnn.loggers import RunLogger
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.preview import AugmentationPreview
@@ -122,12 +125,17 @@ class CNNLightningCLI(LightningCLI):
         parser = self._parser(self.subcommand)
         callbacks = [cb for key in parser.callback_keys if (cb := self._get(self.config_init, key)) is not None]
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        if getattr(self, "_resume_version", None) is not None and config.get("logger") in (None, True):
+        if config.get("logger") in (None, True):
             root = config.get("default_root_dir") or "."
-            config["logger"] = TensorBoardLogger(save_dir=root, version=self._resume_version)
-            run_dir = Path(config["logger"].log_dir)
-            n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
-            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+            config["logger"] = RunLogger(save_dir=root, version=getattr(self, "_resume_version", None))
+            if getattr(self, "_resume_version", None) is not None:
+                run_dir = Path(config["logger"].log_dir)
+                n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
+                self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+        plugins = config.get("plugins") or []
+        plugins = plugins if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+            config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return self._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
@@ -231,6 +239,9 @@ def main(args: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+    except SIGTERMException:  # Lightning's, raised after the checkpoint callback saved interrupted.ckpt
+        sys.stderr.write("terminated by SIGTERM\n")
+        sys.exit(143)
     except Exception as err:
         user_error = _user_error(err)
         if user_error is None:

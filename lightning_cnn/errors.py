@@ -15,3 +15,7 @@ class CorruptDataError(LightningCnnError):
 
 class ConfigError(LightningCnnError):
     """A configuration value is invalid in a way the argument parser cannot see."""
+
+
+class DivergedError(LightningCnnError):
+    """The training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""

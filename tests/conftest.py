@@ -45,7 +45,16 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         images, labels = synthetic_images(n, (28, 28, 1), seed)
         write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images[..., 0])
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    write_sha256sums(root)
     return root
+
+
+def write_sha256sums(root: Path) -> None:
+    """List every file under ``root`` in ``root/SHA256SUMS``, as the offline data copy does: the data modules
+    check files against it (the synthetic files would fail the official MNIST checksums)."""
+    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
+    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}" for p in files]
+    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")

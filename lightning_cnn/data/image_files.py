@@ -21,6 +21,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
+from lightning_cnn.data.checksums import verify_file
 from lightning_cnn.errors import CorruptDataError, DataNotFoundError
 
 CACHE_ENV_VAR = "LIGHTNING_CNN_CACHE"
@@ -54,6 +55,7 @@ def unpack_archive(archive: Path, cache_dir: Path) -> Path:
     target = cache_dir / "unpacked" / f"{stem}-{key}"
     if target.is_dir():
         return target
+    verify_file(archive, archive.parent, fix="copy it again")  # checked when unpacked, not on every run
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{stem}-", dir=target.parent))
     try:

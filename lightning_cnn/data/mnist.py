@@ -11,6 +11,7 @@ from torch import Tensor
 from torchvision.datasets import MNIST
 
 from lightning_cnn.data.base import ImageDataModule
+from lightning_cnn.data.checksums import verify_file
 from lightning_cnn.errors import CorruptDataError
 
 FILES = {
@@ -78,6 +79,11 @@ class MNISTDataModule(ImageDataModule):
         if image_path is None or label_path is None:
             self.prepare_data()  # raises a clear error when the files are still missing
             image_path, label_path = (self._find(name) for name in FILES[train])
+        official = dict(MNIST.resources)
+        for path in (image_path, label_path):
+            verify_file(
+                path, self.data_dir, official.get(path.name), fix="run again with data.download true, or copy it again"
+            )
         images, labels = read_idx(image_path), read_idx(label_path)
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise CorruptDataError(f"{image_path} and {label_path} do not match: {images.shape} vs {labels.shape}")

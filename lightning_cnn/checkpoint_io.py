@@ -1,0 +1,36 @@
+"""Checkpoint files that are whole or absent: written beside their target, synced, then renamed into place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.fabric.utilities.types import _PATH
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Save to ``<name>.tmp`` in the same folder, fsync, then ``os.replace`` over the target.
+
+    Lightning's own save stages the bytes in the system temp folder and moves them; across file systems that
+    move is a copy, which a kill can cut short. A rename within one folder is atomic, so a run killed at any
+    moment leaves either the previous checkpoint or the new one, never half a file.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own transaction
+            super().save_checkpoint(checkpoint, path, storage_options)
+            return
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f"{target.name}.tmp")
+        try:
+            with open(partial, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
