@@ -158,8 +158,10 @@ class ImageDataModule(LightningDataModule):
 
     # --- Lightning hooks ----------------------------------------------------------------------
     def prepare_data(self) -> None:
-        """Find the files, or download them (once, on the first process)."""
+        """Find the files, or download them (once, on the first process), and check them before any run
+        folder is written."""
         if self.files_present():
+            self.verify_files()
             return
         hint = f"copy the official files there, point data.data_dir or ${DATA_ENV_VAR} at a folder that holds them"
         if not self.download:
@@ -175,6 +177,11 @@ class ImageDataModule(LightningDataModule):
             ) from err
         if not self.files_present():
             raise DataNotFoundError(f"{self.name} download finished but {self.expected_files()} is still missing")
+        self.verify_files()
+
+    def verify_files(self) -> None:
+        """Raise ``CorruptDataError`` naming a file that fails its checksum; subclasses that know the sums
+        override this (see data/checksums.py)."""
 
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and self.train_set is None:

@@ -70,6 +70,12 @@ class MNISTDataModule(ImageDataModule):
         for train in (True, False):
             MNIST(self.data_dir, train=train, download=True)
 
+    def verify_files(self) -> None:
+        official, fix = dict(MNIST.resources), "run again with data.download true, or copy it again"
+        for names in FILES.values():
+            for path in filter(None, map(self._find, names)):
+                verify_file(path, self.data_dir, official.get(path.name), fix=fix)
+
     def expected_files(self) -> str:
         names = ", ".join(f"{name}[.gz]" for names in FILES.values() for name in names)
         return f"{names} in {self.raw_dir}"

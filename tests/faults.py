@@ -1,0 +1,32 @@
+"""Faults that tests inject into real runs through ``--trainer.callbacks+=tests.faults.<Name>``."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import lightning as L
+
+
+class SignalAt(L.Callback):
+    """Send this process ``signal_name`` (SIGKILL, SIGTERM) at the start of batch ``batch`` of epoch ``epoch``."""
+
+    def __init__(self, epoch: int = 1, batch: int = 3, signal_name: str = "SIGKILL") -> None:
+        self.epoch, self.batch, self.signal = epoch, batch, getattr(signal, signal_name)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            os.kill(os.getpid(), self.signal)
+
+
+class LearningRateAt(L.Callback):
+    """Set every learning rate to ``lr`` from epoch ``epoch`` on: a way to make training diverge on purpose."""
+
+    def __init__(self, epoch: int = 1, lr: float = 1e30) -> None:
+        self.epoch, self.lr = epoch, lr
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.current_epoch >= self.epoch:
+            for optimizer in trainer.optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = self.lr
