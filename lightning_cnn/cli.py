@@ -11,11 +11,13 @@ import importlib
 import os
 import sys
 import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
+import yaml
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -51,6 +53,9 @@ class ArgumentParser(LightningArgumentParser):
         sys.exit(2)
 
 
+DEFAULT_MODEL = "lightning_cnn.models.LeNet5"
+
+
 class CNNLightningCLI(LightningCLI):
     """LightningCLI with the project's defaults: checkpoints of the best ``val/acc`` and the last epoch,
     a learning-rate monitor, the data module's shape linked into the model, and ``test_after_fit``."""
@@ -83,10 +88,19 @@ class CNNLightningCLI(LightningCLI):
         )
         parser.set_defaults(
             {
-                "model": {"class_path": "lightning_cnn.models.LeNet5"},
+                "model": {"class_path": DEFAULT_MODEL},
                 "data": {"class_path": "lightning_cnn.data.MNISTDataModule"},
             }
         )
+
+    def _parse_ckpt_path(self) -> None:
+        """Before Lightning takes the model from a ``ckpt_path`` file: check that it is a checkpoint, and of the
+        model the user chose (an unchosen default model follows the checkpoint, as in Lightning)."""
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if ckpt_path and Path(ckpt_path).is_file():
+            check_checkpoint_model(Path(ckpt_path), self.config[subcommand].model.class_path)
+        super()._parse_ckpt_path()
 
     def before_instantiate_classes(self) -> None:
         self._resume_version: int | None = None
@@ -113,6 +127,7 @@ class CNNLightningCLI(LightningCLI):
         path = Path(config.ckpt_path)
         if not path.is_file():
             raise ConfigError(f"ckpt_path: checkpoint file not found: {config.ckpt_path}")
+        check_checkpoint_model(path, (config.get("model") or {}).get("class_path"))
         run_dir = path.resolve().parent.parent
         in_a_run = path.parent.name == "checkpoints" and _version(run_dir) >= 0
         if self.subcommand == "fit" and in_a_run and run_dir.parent.resolve() == runs.resolve():
@@ -139,12 +154,16 @@ class CNNLightningCLI(LightningCLI):
         return self._instantiate_trainer(config, callbacks)
 
     def before_fit(self) -> None:
-        """Fail before any training when a callback watches a metric that is never logged."""
+        """Fail before any training, and before a resumed run folder is written to, when a callback watches a
+        metric that is never logged or the checkpoint to resume from does not fit the model."""
         for key in ("checkpoint", "early_stopping"):
             callback = self._get(self.config_init, key)
             monitor = getattr(callback, "monitor", None)
             if monitor is not None:
                 check_monitor(f"{key}.monitor", monitor, getattr(callback, "mode", None))
+        ckpt_path = self.config.fit.get("ckpt_path")
+        if ckpt_path:
+            check_weights_fit(Path(ckpt_path), self.model)
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
@@ -199,16 +218,68 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CNNLightningCLI
 
 
 def check_config_files(args: list[str]) -> None:
-    """Fail early, naming the file, when a ``--config`` file does not exist.
+    """Fail early, naming the file, when a ``--config`` file does not exist, is empty or is not valid YAML.
 
-    jsonargparse would otherwise try the value as inline YAML and report "unrecognized arguments".
+    jsonargparse would otherwise try the value as inline YAML and report "unrecognized arguments", or
+    report the YAML problem without the file's name.
     """
     for i, arg in enumerate(args):
         value = args[i + 1] if arg == "--config" and i + 1 < len(args) else None
         if arg.startswith("--config="):
             value = arg.split("=", 1)[1]
-        if value is not None and ":" not in value and not Path(value).is_file():
-            raise ConfigError(f"config file not found: {value} (resolved to {Path(value).resolve()})")
+        if value is None or ":" in value:
+            continue
+        path = Path(value)
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {value} (resolved to {path.resolve()})")
+        try:
+            content = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as err:
+            mark = getattr(err, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"config file {value}: invalid YAML{where}: {getattr(err, 'problem', err)}") from err
+        if not isinstance(content, dict):
+            kind = "empty" if content is None else f"a {type(content).__name__}, not a mapping of keys to values"
+            raise ConfigError(f"config file {value} is {kind}; see configs/ for examples")
+
+
+def checkpoint_model(path: Path) -> str | None:
+    """The class path of the model saved in checkpoint ``path``; fail with one line when it is not a checkpoint."""
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"ckpt_path: {path} is not a PyTorch checkpoint (a .ckpt written by a lightning_cnn run)")
+    try:  # mmap: only the metadata is read, not the weights
+        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as err:
+        raise ConfigError(f"ckpt_path: cannot read {path} ({type(err).__name__}: {err})") from err
+    return (checkpoint.get("hyper_parameters") or {}).get("_class_path")
+
+
+def check_checkpoint_model(path: Path, model_class_path: str | None) -> None:
+    """A checkpoint of one model given with another explicitly chosen one is an error, not a silent switch."""
+    saved = checkpoint_model(path)
+    if saved and model_class_path and saved != model_class_path:
+        if model_class_path != DEFAULT_MODEL:
+            raise ConfigError(
+                f"ckpt_path: {path} holds a {saved.rsplit('.', 1)[-1]}, not a {model_class_path.rsplit('.', 1)[-1]};"
+                f" give --model {saved.rsplit('.', 1)[-1]} (or the run's own config.yaml with --config)"
+            )
+        rank_zero_info(f"ckpt_path: {path} holds a {saved}; using that model")
+
+
+def check_weights_fit(path: Path, model: torch.nn.Module) -> None:
+    """A checkpoint whose weights have other names or shapes than ``model``'s fails with one line naming the first."""
+    saved = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("state_dict") or {}
+    own = model.state_dict()
+    problems = [f"size mismatch for {k}: checkpoint {list(v.shape)}, model {list(own[k].shape)}"
+                for k, v in saved.items() if k in own and v.shape != own[k].shape]  # fmt: skip
+    problems += [f"missing key {k}" for k in own if k not in saved]
+    problems += [f"unexpected key {k}" for k in saved if k not in own]
+    if problems:
+        raise ConfigError(
+            f"ckpt_path: the checkpoint's weights do not fit this model ({problems[0]}; {len(problems)} in all);"
+            " was it trained with other model options or on another dataset? Use the run's own config.yaml with"
+            " --config"
+        )
 
 
 def _user_error(err: BaseException) -> BaseException | None:
@@ -217,6 +288,14 @@ def _user_error(err: BaseException) -> BaseException | None:
     while seen is not None:
         if isinstance(seen, (LightningCnnError, MisconfigurationException)):
             return seen
+        if isinstance(seen, ModuleNotFoundError) and "Requirement" in str(seen):  # e.g. trainer.accelerator tpu
+            return seen
+        if isinstance(seen, RuntimeError) and "Error(s) in loading state_dict" in str(seen):
+            first = next((line.strip() for line in str(seen).splitlines()[1:] if line.strip()), "")
+            return ConfigError(
+                f"ckpt_path: the checkpoint's weights do not fit this model ({first[:200]}); was it trained with"
+                " other model options or on another dataset? Use the run's own config.yaml with --config"
+            )
         seen = seen.__cause__ or seen.__context__
     return None
 

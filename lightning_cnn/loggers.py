@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -11,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_only
 class RunLogger(TensorBoardLogger):
     """TensorBoardLogger that claims ``version_N`` by creating it, so two runs started at the same moment in
     the same ``lightning_logs`` get distinct folders instead of both choosing the next free number. A run
-    that fails before writing anything gives its empty folder back."""
+    that fails before logging anything (a bad setting found in ``setup``) gives its folder back."""
 
     _claimed: str | None = None
 
@@ -30,5 +31,22 @@ class RunLogger(TensorBoardLogger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         super().finalize(status)
-        if status == "failed" and self._claimed and os.path.isdir(self._claimed) and not os.listdir(self._claimed):
+        if status != "failed" or not self._claimed or not os.path.isdir(self._claimed):
+            return
+        files = [os.path.join(self._claimed, name) for name in os.listdir(self._claimed)]
+        if all(os.path.basename(f).startswith("events.out.tfevents.") and _only_file_header(f) for f in files):
+            for f in files:
+                os.remove(f)
             os.rmdir(self._claimed)
+
+
+def _only_file_header(path: str) -> bool:
+    """True when a TensorBoard event file holds no record after the ``file_version`` one every file opens with
+    (TFRecord framing: 8-byte length, 4-byte CRC, data, 4-byte CRC)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return True
+        (length,) = struct.unpack("<Q", head)
+        f.seek(8 + 4 + length + 4)
+        return f.read(1) == b""

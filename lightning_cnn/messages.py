@@ -65,9 +65,11 @@ def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = 
         paths = " or ".join(p.strip() for p in ambiguous.group(2).split(","))
         return f"{key}: '{ambiguous.group(1)}' is ambiguous; give the full class path: {paths}"
     unknown = re.search(r"Problem with given class_path '([\w.]+)': Option '([^']+)' is not accepted", flat)
-    if unknown:
-        cls = unknown.group(1).rsplit(".", 1)[-1]
-        return f"{key}: {cls} has no option '{unknown.group(2)}' (list its options with --{key}.help {cls})"
+    given = re.search(r"Option '([^']+)' is not accepted\. Got value: Namespace\(class_path='([\w.]+)'", flat)
+    if unknown or given:  # an option of the model, or of a class given to it (optimizer, scheduler)
+        path, option = unknown.groups() if unknown else given.groups()[::-1]
+        cls = path.rsplit(".", 1)[-1]
+        return f"{key}: {cls} has no option '{option}' (list its options with --{key}.help {path})"
     tail = flat[flat.rfind('Parser key "') :]
     tail = tail[tail.find(":") + 1 :]
     bad_class = _BAD_CLASS.search(tail if len(keys) > 1 else flat)

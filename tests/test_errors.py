@@ -60,18 +60,71 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
             1,
             ["MNIST not found", "{empty}/MNIST/raw", "train-images-idx3-ubyte", "data.download true"],
         ),
+        # typos in keys and class paths
+        (["--trainer.max_epochz", "3"], 2, ["unrecognized arguments: --trainer.max_epochz"]),
+        (["--model.optimizer.lrr", "0.1"], 2, ["model.optimizer: Adam has no option 'lrr'"]),
+        (["--model", "lightning_cnn.models.LeNet6"], 2, ["model: unknown class 'lightning_cnn.models.LeNet6'"]),
+        # wrong types and values out of range
+        (["--trainer.precision", "7"], 2, ["trainer.precision: expected one of", "'7'"]),
+        (["--seed_everything", "abc"], 2, ["seed_everything: expected bool or int, got 'abc'"]),
+        (["--model.label_smoothing", "1.5"], 1, ["model.label_smoothing must be in [0, 1), got 1.5"]),
+        (["--model", "ConvNet", "--model.dropout", "1.5"], 1, ["model.dropout: 1.5 is out of range"]),
+        (["--checkpoint.mode", "min"], 1, ["checkpoint.monitor: 'val/acc' improves in mode 'max', not 'min'"]),
+        (
+            ["--early_stopping", "EarlyStopping", "--early_stopping.monitor", "val/accuracy"],
+            1,
+            ["early_stopping.monitor: 'val/accuracy' is never logged", "val/acc"],
+        ),
+        (["--trainer.accelerator", "tpu"], 1, ["torch_xla"]),
+        # negative and impossible sizes
+        (["--data.val_size", "-5"], 1, ["data.val_size must be 0 or more, got -5"]),
+        (["--data.val_size", "5000"], 1, ["data.val_size=5000 leaves no training images out of 1200"]),
+        (["--data.num_workers", "-1"], 1, ["data.num_workers must be 0 or more, got -1"]),
+        # model and data shapes that do not fit
+        (
+            ["--model", "ConvNet", "--model.channels", "[8,8,8,8,8,8]"],
+            1,
+            ["model.channels: 6 stages", "shrink a 28×28 input below 1×1", "at most 4 stages"],
+        ),
+        (
+            ["--data", "CIFAR10DataModule", "--data.data_dir", "{cifar}", "--ckpt_path", "{ckpt}"],
+            1,
+            ["ckpt_path: the checkpoint's weights do not fit this model", "size mismatch"],
+        ),
+        # missing, empty and wrong files
+        (["--config", "{empty}/bad.yaml"], 1, ["config file {empty}/bad.yaml: invalid YAML at line 2"]),
+        (["--config", "{empty}/empty.yaml"], 1, ["config file {empty}/empty.yaml is empty"]),
+        (["--ckpt_path", "{empty}/missing.ckpt"], 1, ["ckpt_path: checkpoint file not found: {empty}/missing.ckpt"]),
+        (["--ckpt_path", "{empty}/not.ckpt"], 1, ["ckpt_path: {empty}/not.ckpt is not a PyTorch checkpoint"]),
+        (["--model", "SimpleCNN", "--ckpt_path", "{ckpt}"], 1, ["holds a LeNet5, not a SimpleCNN", "--model LeNet5"]),
+        (["--data", "ImageFolderDataModule", "--data.root", "{empty}"], 1, ["no class sub-folders in {empty}"]),
+        (
+            ["--data", "CIFAR10DataModule", "--data.data_dir", "{empty}", "--data.download", "false"],
+            1,
+            ["CIFAR-10 not found", "{empty}/cifar-10-batches-py"],
+        ),
     ],
 )
-def test_bad_input_is_one_clear_line(run_cli, previous_run, tmp_path, args, code, expected):
+def test_bad_input_is_one_clear_line(run_cli, previous_run, mnist_dir, cifar10_dir, tmp_path, args, code, expected):
+    assert len(test_bad_input_is_one_clear_line.pytestmark[0].args[1]) >= 25  # the table the issue asks for
+    (tmp_path / "bad.yaml").write_text("model: [unclosed\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "not.ckpt").write_text("not a checkpoint")
     before = snapshot(previous_run)
-    args = [a.format(empty=tmp_path) for a in args]
-    actual, err = run_cli("fit", *args, "--trainer.default_root_dir", previous_run, *QUICK)
+    places = {
+        "empty": tmp_path,
+        "cifar": cifar10_dir,
+        "ckpt": previous_run / "lightning_logs/version_0/checkpoints/last.ckpt",
+    }
+    args = [a.format(**places) for a in args]
+    common = ["--data.data_dir", mnist_dir, "--trainer.default_root_dir", previous_run, "--trainer.max_epochs", "1"]
+    actual, err = run_cli("fit", *common, *QUICK, *args)
     assert actual == code
     assert "Traceback" not in err
     error_lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(error_lines) == 1, err
     for fragment in expected:
-        assert fragment.format(empty=tmp_path) in error_lines[0]
+        assert fragment.format(**places) in error_lines[0]
     assert snapshot(previous_run) == before
     assert sorted(p.name for p in (previous_run / "lightning_logs").iterdir()) == ["version_0"]
 
