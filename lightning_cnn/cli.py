@@ -301,7 +301,11 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 
 # Experiment tools beside LightningCLI's subcommands: `python -m lightning_cnn NAME ...` runs MODULE.main(argv).
-TOOLS: dict[str, str] = {}
+TOOLS: dict[str, str] = {
+    "predict-files": "lightning_cnn.predict_files",
+    "ensemble": "lightning_cnn.ensemble",
+    "export": "lightning_cnn.export",
+}
 
 
 def main(args: list[str] | None = None) -> None:

@@ -8,7 +8,7 @@ and normalizes it where the model runs.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -245,12 +245,45 @@ class ImageDataModule(LightningDataModule):
         return self.normalize(images), labels
 
     def normalize(self, images: Tensor) -> Tensor:
-        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
-        return (images - mean) / std
+        return normalize(images, self.mean, self.std)
 
     def denormalize(self, images: Tensor) -> Tensor:
         """Inverse of ``normalize``: back to [0, 1] for showing images."""
-        mean = torch.tensor(self.mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
-        std = torch.tensor(self.std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
-        return images * std + mean
+        return denormalize(images, self.mean, self.std)
+
+    # --- what a trained model needs to see new images as in training ------------------------------
+    def preprocessing(self) -> dict[str, Any]:
+        """How images reach the model: shape, per-channel statistics, class names, and how files are resized.
+
+        Saved in every checkpoint (``state_dict``) so a trained model can be used on new files without
+        rebuilding the data module (which, for an image folder, would decode the training set for its statistics).
+        """
+        return {
+            "datamodule": type(self).__name__,
+            "input_shape": list(self.input_shape),
+            "mean": [float(v) for v in self.mean],
+            "std": [float(v) for v in self.std],
+            "classes": list(self.classes),
+            "resize": "shorter side to the input size (bilinear), then centre crop",
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Lightning stores this in checkpoints under the class name; see ``preprocessing``."""
+        return {"preprocessing": self.preprocessing()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Nothing to restore: the preprocessing record is read by ``lightning_cnn.trained``, not by training."""
+
+
+def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Float images in [0, 1], (N, C, H, W), standardized per channel: the one normalization used everywhere."""
+    mean_t = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    return (images - mean_t) / std_t
+
+
+def denormalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """Inverse of ``normalize``: back to [0, 1]."""
+    mean_t = torch.tensor(mean, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, device=images.device, dtype=images.dtype).view(1, -1, 1, 1)
+    return images * std_t + mean_t

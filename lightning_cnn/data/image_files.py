@@ -119,11 +119,22 @@ def folder_key(stats: Sequence[tuple[str, int, int]], size: tuple[int, int], cha
     return digest.hexdigest()[:16]
 
 
+def to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit (and 32-bit integer) grayscale scaled to 8 bits: PIL's own ``convert`` clips every value above 255
+    to white, which turns a 16-bit image into a nearly blank one."""
+    if image.mode not in ("I", "I;16", "I;16L", "I;16B", "I;16N"):
+        return image
+    pixels = np.asarray(image).astype(np.int64)
+    if image.mode == "I" and pixels.max(initial=0) <= 255 and pixels.min(initial=0) >= 0:
+        return Image.fromarray(pixels.astype(np.uint8), "L")  # 32-bit storage of 8-bit values
+    return Image.fromarray((pixels.clip(0, 65535) >> 8).astype(np.uint8), "L")
+
+
 def decode_file(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
     """One image file (any format and mode PIL reads) as uint8 (height, width[, 3]) of ``size``: turned
     upright by its EXIF tag, resized on its shorter side and centre-cropped (nothing stretched)."""
     with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image).convert("RGB" if channels == 3 else "L")
+        image = ImageOps.exif_transpose(to_8bit(image)).convert("RGB" if channels == 3 else "L")
         if image.size != (size[1], size[0]):
             image = ImageOps.fit(image, (size[1], size[0]), Image.Resampling.BILINEAR)
         return np.asarray(image, dtype=np.uint8)

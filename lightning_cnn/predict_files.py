@@ -1,0 +1,161 @@
+"""``python -m lightning_cnn predict-files``: class predictions of a trained run for image files, as a CSV.
+
+Every file is decoded exactly as the training images were (``lightning_cnn.data.image_files.decode_file``:
+any format and mode PIL reads, resized on its shorter side and centre-cropped to the training size, converted
+to the training channels) and normalized with the run's statistics. Files that cannot be read are named on
+stderr with the reason and skipped; the others are predicted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from lightning_cnn.data.image_files import decode_files
+from lightning_cnn.errors import DataNotFoundError
+from lightning_cnn.trained import TrainedModel, load_trained
+
+DECODE_BLOCK = 2000  # files decoded (in parallel) and predicted at a time: bounds memory for any number of files
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_cnn predict-files",
+        description="Predict the class of image files (PNG, JPEG, ... any size or mode) with a trained run; "
+        "write one CSV row per file. Unreadable files are reported on stderr and skipped.",
+    )
+    parser.add_argument(
+        "--ckpt_path",
+        required=True,
+        help="a checkpoint file, or a run folder (lightning_logs/version_N: its best checkpoint, else last.ckpt)",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE_OR_FOLDER", help="image files, or folders walked recursively")
+    parser.add_argument("--output", default="predictions.csv", help="the CSV to write (default: %(default)s)")
+    parser.add_argument("--top_k", type=int, default=3, help="classes listed per file, best first (default: 3)")
+    parser.add_argument("--batch_size", type=int, default=256, help="images per forward pass (default: 256)")
+    parser.add_argument(
+        "--max_pixels",
+        type=int,
+        default=Image.MAX_IMAGE_PIXELS,
+        help="files with more pixels than this are refused as possible decompression bombs (default: %(default)s)",
+    )
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU core)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(list(argv))
+    for key in ("top_k", "batch_size", "max_pixels"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key} must be at least 1, got {getattr(args, key)}")
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
+    return args
+
+
+def is_image_name(path: Path) -> bool:
+    """Whether ``path`` has an extension PIL opens (what a folder walk picks up)."""
+    return path.suffix.lower() in Image.registered_extensions()
+
+
+def find_files(items: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """Files named directly (whatever their extension), and image files under named folders (recursively, sorted,
+    hidden ones skipped); the second result names what does not exist."""
+    files, missing = [], []
+    for item in items:
+        path = Path(item)
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                files += [Path(root) / n for n in sorted(names) if not n.startswith(".") and is_image_name(Path(n))]
+        elif path.is_file():
+            files.append(path)
+        else:
+            missing.append(f"{item} (no such file or folder)")
+    return files, missing
+
+
+def predict(
+    trained: TrainedModel, files: Sequence[Path], batch_size: int, workers: int, progress: bool
+) -> Iterator[tuple[Path, torch.Tensor] | str]:
+    """For each readable file, (path, class probabilities); for each unreadable one, ``"path (reason)"``."""
+    from tqdm import tqdm
+
+    prep = trained.preprocessing
+    with tqdm(total=len(files), unit="file", disable=None if progress else True, file=sys.stderr) as bar:
+        for start in range(0, len(files), DECODE_BLOCK):
+            block = files[start : start + DECODE_BLOCK]
+            # the file's index rides along as its "label", telling which files decoded
+            images, kept, errors = decode_files(block, list(range(len(block))), prep.size, prep.channels, workers)
+            yield from errors
+            probabilities = trained.probabilities(images, batch_size)
+            for index, probs in zip(kept.tolist(), probabilities, strict=True):
+                yield block[index], probs
+            bar.update(len(block))
+
+
+def main(argv: Sequence[str]) -> None:
+    args = parse_args(argv)
+    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    trained = load_trained(args.ckpt_path, device)
+    files, bad = find_files(args.files)
+    for line in bad:
+        sys.stderr.write(f"skipped {line}\n")
+    if not files:
+        raise DataNotFoundError(f"no image files found in {', '.join(args.files)}; nothing to predict")
+    workers = args.workers or len(os.sched_getaffinity(0))
+    limit = Image.MAX_IMAGE_PIXELS
+    # refuse images above the limit outright (PIL itself only warns below twice the limit); decoding worker
+    # processes are forked, so they inherit both settings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        Image.MAX_IMAGE_PIXELS = args.max_pixels
+        try:
+            write_predictions(trained, files, bad, args, workers)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def write_predictions(
+    trained: TrainedModel, files: list[Path], bad: list[str], args: argparse.Namespace, workers: int
+) -> None:
+    """Predict ``files`` into the CSV ``args.output``, reporting unreadable files; a summary line ends it."""
+    classes = trained.preprocessing.classes
+    top_k = min(args.top_k, len(classes))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    predicted, correct, labelled = 0, 0, 0
+    with open(output, "w", newline="") as f:
+        writer = csv.writer(f)
+        header = ["file", "class", "probability"]
+        for i in range(1, top_k + 1):
+            header += [f"top{i}_class", f"top{i}_probability"]
+        writer.writerow(header)
+        for result in predict(trained, files, args.batch_size, workers, progress=not args.no_progress):
+            if isinstance(result, str):
+                bad.append(result)
+                sys.stderr.write(f"skipped {result}\n")
+                continue
+            path, probs = result
+            values, indices = probs.topk(top_k)
+            row: list[str] = [str(path), classes[int(indices[0])], f"{float(values[0]):.6f}"]
+            for value, index in zip(values.tolist(), indices.tolist(), strict=True):
+                row += [classes[index], f"{value:.6f}"]
+            writer.writerow(row)
+            predicted += 1
+            if path.parent.name in classes:  # a folder of class sub-folders: score against them
+                labelled += 1
+                correct += path.parent.name == classes[int(indices[0])]
+    if not predicted:
+        output.unlink(missing_ok=True)
+        raise DataNotFoundError(f"none of the {len(files)} files could be read as an image; nothing predicted")
+    summary = f"predicted {predicted} file(s) into {output}; skipped {len(bad)} unreadable"
+    if labelled == predicted:
+        summary += f"; accuracy against the parent folder names: {correct / labelled:.4f} ({correct}/{labelled})"
+    sys.stderr.write(summary + "\n")

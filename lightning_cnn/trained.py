@@ -1,0 +1,174 @@
+"""A trained run, ready to use: the model from a checkpoint (or a run folder's best checkpoint) and the preprocessing
+it was trained with, so new images reach it exactly as the training images did.
+
+``predict-files``, ``ensemble`` and ``export`` all start here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from lightning_cnn.classifier import ImageClassifier
+from lightning_cnn.data.base import normalize
+from lightning_cnn.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the data module did to every image before the model saw it."""
+
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    classes: tuple[str, ...]
+
+    @property
+    def channels(self) -> int:
+        return self.input_shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) every image is resized and centre-cropped to."""
+        return self.input_shape[1], self.input_shape[2]
+
+    def prepare(self, images: Tensor) -> Tensor:
+        """uint8 (N, C, H, W) images as the model sees them: floats in [0, 1], normalized."""
+        return normalize(images.float().div_(255), self.mean, self.std)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Preprocessing:
+        return cls(
+            input_shape=tuple(int(v) for v in record["input_shape"]),  # type: ignore[arg-type]
+            mean=tuple(float(v) for v in record["mean"]),
+            std=tuple(float(v) for v in record["std"]),
+            classes=tuple(str(c) for c in record["classes"]),
+        )
+
+
+@dataclass
+class TrainedModel:
+    """A model in eval mode, its preprocessing, the checkpoint it came from and its data module's settings."""
+
+    model: ImageClassifier
+    preprocessing: Preprocessing
+    checkpoint_path: Path
+    datamodule_hparams: dict[str, Any]
+
+    @torch.no_grad()
+    def probabilities(self, images: Tensor, batch_size: int = 256) -> Tensor:
+        """Softmax class probabilities (N, classes) of uint8 (N, C, H, W) images, on the model's device, in batches."""
+        device = next(self.model.parameters()).device
+        out = [
+            self.model(self.preprocessing.prepare(chunk.to(device))).float().softmax(dim=1).cpu()
+            for chunk in images.split(batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, len(self.preprocessing.classes))
+
+
+def _version(folder: Path) -> int:
+    prefix, _, number = folder.name.partition("_")
+    return int(number) if prefix == "version" and number.isdigit() else -1
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or for a run folder (``lightning_logs/version_N``, or its ``checkpoints``
+    folder) the best checkpoint its ``last.ckpt`` recorded, else ``last.ckpt``, else its only checkpoint."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    if not given.is_dir():
+        raise ConfigError(f"ckpt_path: {path} is neither a checkpoint file nor a run folder (lightning_logs/version_N)")
+    folder = given / "checkpoints" if (given / "checkpoints").is_dir() else given
+    last = folder / "last.ckpt"
+    if last.is_file():
+        return _recorded_best(last) or last
+    found = sorted(folder.glob("*.ckpt"))
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(p.name for p in found) if found else "none"
+    raise ConfigError(
+        f"ckpt_path: {folder} has no last.ckpt to tell the best checkpoint (checkpoints: {listed}); give one file"
+    )
+
+
+def _recorded_best(last: Path) -> Path | None:
+    """The best checkpoint recorded by the checkpoint callback in ``last``, looked for where it was written and,
+    when the run folder has moved or the path was relative to another folder, beside ``last``."""
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
+    except Exception:  # noqa: BLE001 - an unreadable last.ckpt is reported when it is loaded
+        return None
+    for value in state.values():
+        best = value.get("best_model_path") if isinstance(value, dict) else None
+        if best:
+            for candidate in (Path(best), last.parent / Path(best).name):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _read_checkpoint(path: Path) -> dict[str, Any]:
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"ckpt_path: {path} is not a PyTorch checkpoint (a .ckpt written by a lightning_cnn run)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as err:
+        raise ConfigError(f"ckpt_path: cannot read {path} ({type(err).__name__}: {err})") from err
+
+
+def class_of(class_path: str | None, base: type, what: str, path: Path) -> type:
+    """The class a checkpoint names (importing its module), checked to be a ``base``.
+
+    Lightning's ``base.load_from_checkpoint`` would build ``base`` itself (it drops the class path before
+    instantiating), so loading goes through the concrete class.
+    """
+    if not class_path or "." not in class_path:
+        raise ConfigError(f"ckpt_path: {path} does not record its {what} class; was it written by a lightning_cnn run?")
+    module, name = class_path.rsplit(".", 1)
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"ckpt_path: {path} holds a {class_path}, which cannot be imported ({err})") from err
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ConfigError(f"ckpt_path: {path} names {class_path} as its {what}, which is not a {base.__name__}")
+    return found
+
+
+def _preprocessing(checkpoint: dict[str, Any], path: Path) -> Preprocessing:
+    """The record the data module saved (``ImageDataModule.state_dict``); older checkpoints rebuild the data module."""
+    for value in checkpoint.values():
+        if isinstance(value, dict) and isinstance(value.get("preprocessing"), dict):
+            return Preprocessing.from_record(value["preprocessing"])
+    from lightning_cnn.data import ImageDataModule
+
+    hparams = checkpoint.get("datamodule_hyper_parameters") or {}
+    cls = class_of(hparams.get("_class_path"), ImageDataModule, "data module", path)
+    datamodule = cls.load_from_checkpoint(path, augment=None, weights_only=False)
+    return Preprocessing.from_record(datamodule.preprocessing())
+
+
+def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """The model of checkpoint or run folder ``path`` in eval mode on ``device``, with its preprocessing."""
+    checkpoint_path = resolve_checkpoint(path)
+    checkpoint = _read_checkpoint(checkpoint_path)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    cls = class_of(hparams.get("_class_path"), ImageClassifier, "model", checkpoint_path)
+    try:
+        model = cls.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=False)
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ConfigError(f"ckpt_path: cannot build the model of {checkpoint_path} ({err})") from err
+    preprocessing = _preprocessing(checkpoint, checkpoint_path)
+    if tuple(model.input_shape) != preprocessing.input_shape or model.num_classes != len(preprocessing.classes):
+        raise ConfigError(
+            f"ckpt_path: {checkpoint_path}: the model takes {model.input_shape} images, {model.num_classes} classes,"
+            f" but its data module recorded {preprocessing.input_shape} and {len(preprocessing.classes)} classes"
+        )
+    datamodule_hparams = dict(checkpoint.get("datamodule_hyper_parameters") or {})
+    return TrainedModel(model.to(device).eval(), preprocessing, checkpoint_path, datamodule_hparams)
