@@ -26,7 +26,7 @@ from lightning_cnn.errors import CorruptDataError, DataNotFoundError
 
 CACHE_ENV_VAR = "LIGHTNING_CNN_CACHE"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-CACHE_FORMAT = 1  # bump when what is cached changes, so old cache files are ignored
+CACHE_FORMAT = 2  # bump when what is cached changes, so old cache files are ignored (2: 16-bit images scaled)
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
