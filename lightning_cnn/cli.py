@@ -202,8 +202,11 @@ def _best_checkpoint(last: Path) -> Path:
     return Path(best)
 
 
-def cli_main(args: list[str] | None = None, run: bool = True) -> CNNLightningCLI:
-    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]``, as tests do."""
+def cli_main(
+    args: list[str] | None = None, run: bool = True, callbacks: list[L.Callback] | None = None
+) -> CNNLightningCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]``, as tests do. ``callbacks`` join the
+    trainer's without entering the saved config: tools (kfold, search) watch their runs through them."""
     return CNNLightningCLI(
         ImageClassifier,
         ImageDataModule,
@@ -214,6 +217,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CNNLightningCLI
         args=args,
         run=run,
         save_config_kwargs={"overwrite": False},
+        trainer_defaults={"callbacks": callbacks} if callbacks else None,
     )
 
 
@@ -302,6 +306,8 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 # Experiment tools beside LightningCLI's subcommands: `python -m lightning_cnn NAME ...` runs MODULE.main(argv).
 TOOLS: dict[str, str] = {}
+# experiment workflows: k-fold cross-validation and hyper-parameter search (lightning_cnn/experiment.py)
+TOOLS.update({"kfold": "lightning_cnn.kfold", "search": "lightning_cnn.search"})
 
 
 def main(args: list[str] | None = None) -> None:
