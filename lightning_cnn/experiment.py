@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import logging
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,12 +44,31 @@ class ValidationMetrics(L.Callback):
             self.metrics = {k: float(v) for k, v in sorted(metrics.items()) if k.startswith("val/")}
 
 
+@contextlib.contextmanager
+def tool_command_line(quiet: bool = False) -> Iterator[None]:
+    """Hide the tool's own options in ``sys.argv`` while it runs the CLI with explicit args (LightningCLI warns
+    when both are given); ``quiet`` also hides Lightning's info lines."""
+    argv, levels = sys.argv, {}
+    sys.argv = sys.argv[:1]
+    if quiet:
+        for name in ("lightning.pytorch", "lightning.fabric"):
+            levels[name] = logging.getLogger(name).level
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        sys.argv = argv
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
 def run_fit(args: Sequence[str], callbacks: Sequence[L.Callback] = ()) -> FitResult:
     """Run ``fit ARGS`` in this process, with ``callbacks`` added to the trainer's."""
     args = [str(a) for a in args]
     check_config_files(args)
     recorder = ValidationMetrics()
-    cli = cli_main(["fit", *args], callbacks=[recorder, *callbacks])
+    with tool_command_line():
+        cli = cli_main(["fit", *args], callbacks=[recorder, *callbacks])
     return FitResult(Path(cli.trainer.log_dir or "."), recorder.metrics)
 
 
@@ -59,7 +80,10 @@ def runs_folder(args: Sequence[str], context: str = "") -> Path:
     check_config_files(args)
     stderr = io.StringIO()
     try:
-        with contextlib.redirect_stderr(stderr) if context else contextlib.nullcontext():
+        with (
+            tool_command_line(quiet=True),
+            contextlib.redirect_stderr(stderr) if context else contextlib.nullcontext(),
+        ):
             trainer = cli_main(args, run=False).trainer  # run=False: no subcommand
     except SystemExit as err:
         if not context:

@@ -101,11 +101,11 @@ def load_spec(path: Path) -> SearchSpec:
         raise spec.error("space", "expected a mapping of fit options to ranges, e.g. model.optimizer.init_args.lr:"
                          " {type: float, low: 1.0e-4, high: 0.1, log: true}")  # fmt: skip
     spec.space = {str(key): check_param(spec, f"space.{key}", value) for key, value in space.items()}
-    grid_size = math.prod(len(p["choices"]) for p in spec.space.values()) if spec.sampler == "grid" else 0
     if spec.sampler == "grid":
         for key, param in spec.space.items():
             if param["type"] != "categorical":
                 raise spec.error(f"space.{key}", "the grid sampler needs {type: categorical, choices: [...]}")
+    grid_size = math.prod(len(p["choices"]) for p in spec.space.values()) if spec.sampler == "grid" else 0
     trials = raw.get("trials", grid_size or None)
     if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
         raise spec.error("trials", f"expected a number of trials of 1 or more, got {trials!r}")
