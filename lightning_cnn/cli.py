@@ -202,8 +202,11 @@ def _best_checkpoint(last: Path) -> Path:
     return Path(best)
 
 
-def cli_main(args: list[str] | None = None, run: bool = True) -> CNNLightningCLI:
-    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]``, as tests do."""
+def cli_main(
+    args: list[str] | None = None, run: bool = True, callbacks: list[L.Callback] | None = None
+) -> CNNLightningCLI:
+    """Build (and by default run) the CLI; ``args`` replaces ``sys.argv[1:]``, as tests do. ``callbacks`` join the
+    trainer's without entering the saved config: tools (kfold, search) watch their runs through them."""
     return CNNLightningCLI(
         ImageClassifier,
         ImageDataModule,
@@ -214,6 +217,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> CNNLightningCLI
         args=args,
         run=run,
         save_config_kwargs={"overwrite": False},
+        trainer_defaults={"callbacks": callbacks} if callbacks else None,
     )
 
 
@@ -305,6 +309,8 @@ TOOLS: dict[str, str] = {
     "predict-files": "lightning_cnn.predict_files",
     "ensemble": "lightning_cnn.ensemble",
     "export": "lightning_cnn.export",
+    "kfold": "lightning_cnn.kfold",
+    "search": "lightning_cnn.search",
 }
 
 

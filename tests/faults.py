@@ -30,3 +30,15 @@ class LearningRateAt(L.Callback):
             for optimizer in trainer.optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = self.lr
+
+
+class SignalInRun(L.Callback):
+    """Send this process ``signal_name`` at the first training batch of run folder ``version_N``: kills a
+    multi-run tool (kfold, search) part-way through."""
+
+    def __init__(self, version: int = 2, signal_name: str = "SIGKILL") -> None:
+        self.version, self.signal = version, getattr(signal, signal_name)
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        if trainer.logger is not None and trainer.logger.version == self.version and batch_idx == 0:
+            os.kill(os.getpid(), self.signal)

@@ -74,6 +74,27 @@ def run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
 
 
+def split_indices(
+    total: int, val_size: int | float, seed: int, fold: int | None = None, num_folds: int = 5
+) -> tuple[Tensor, Tensor]:
+    """Training and validation indices of a training set of ``total`` images, from one seeded permutation.
+
+    Without ``fold`` the first ``val_size`` images of the permutation (a count, or a fraction below 1) validate.
+    With ``fold`` the permutation is cut into ``num_folds`` near-equal parts and part ``fold`` validates, so the
+    folds of one seed are disjoint and together cover the training set (k-fold cross-validation).
+    """
+    order = torch.randperm(total, generator=torch.Generator().manual_seed(seed))
+    if fold is not None:
+        if num_folds > total:
+            raise ConfigError(f"data.num_folds={num_folds} is more than the {total} training images")
+        parts = torch.tensor_split(order, num_folds)
+        return torch.cat([p for i, p in enumerate(parts) if i != fold]), parts[fold]
+    n_val = round(val_size * total) if isinstance(val_size, float) else val_size
+    if n_val >= total:
+        raise ConfigError(f"data.val_size={val_size} leaves no training images out of {total}")
+    return order[n_val:], order[:n_val]
+
+
 def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """Collate function for ``TensorImages``: its ``__getitems__`` already returns a whole batch."""
     return batch
@@ -93,6 +114,10 @@ class ImageDataModule(LightningDataModule):
         num_workers: DataLoader worker processes; 0 is fastest for in-memory tensors.
         val_size: validation images taken from the training set: a count, or a fraction below 1.
         split_seed: seed of the train/validation split, independent of the training seed.
+        fold: validate on fold ``fold`` (0 to ``num_folds`` - 1) of a seeded ``num_folds``-way split of the
+            training set instead of on ``val_size`` images: k-fold cross-validation (``python -m lightning_cnn
+            kfold`` runs every fold).
+        num_folds: the number of folds when ``fold`` is set.
         augment: batched augmentations applied in order to training batches only, on the model's device,
             before normalization, e.g. ``[{class_path: RandomCrop, init_args: {padding: 4}},
             {class_path: HorizontalFlip}]`` (see ``lightning_cnn.data.augment``).
@@ -115,6 +140,8 @@ class ImageDataModule(LightningDataModule):
         val_size: int | float = 5000,
         split_seed: int = 42,
         augment: list[BatchAugmentation] | None = None,
+        fold: int | None = None,
+        num_folds: int = 5,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
@@ -124,6 +151,10 @@ class ImageDataModule(LightningDataModule):
             raise ConfigError(f"data.num_workers must be 0 or more, got {num_workers}")
         if val_size < 0:
             raise ConfigError(f"data.val_size must be 0 or more, got {val_size}")
+        if num_folds < 2:
+            raise ConfigError(f"data.num_folds must be at least 2, got {num_folds}")
+        if fold is not None and not 0 <= fold < num_folds:
+            raise ConfigError(f"data.fold must be 0 to {num_folds - 1} (data.num_folds={num_folds}), got {fold}")
         self.save_hyperparameters(ignore=["augment"])
         # a readable record (hparams.yaml, checkpoints) that needs no class to load
         self.hparams["augment"] = [repr(a) for a in augment or ()]
@@ -135,6 +166,7 @@ class ImageDataModule(LightningDataModule):
         self.num_workers = num_workers
         self.val_size = val_size
         self.split_seed = split_seed
+        self.fold, self.num_folds = fold, num_folds
         self.train_set: TensorImages | None = None
         self.val_set: TensorImages | None = None
         self.test_set: TensorImages | None = None
@@ -186,18 +218,11 @@ class ImageDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = self.load_split(train=True)
-            n_val = self._num_val(len(labels))
-            order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(self.split_seed))
-            self.val_set = TensorImages(images[order[:n_val]], labels[order[:n_val]])
-            self.train_set = TensorImages(images[order[n_val:]], labels[order[n_val:]])
+            train, val = split_indices(len(labels), self.val_size, self.split_seed, self.fold, self.num_folds)
+            self.val_set = TensorImages(images[val], labels[val])
+            self.train_set = TensorImages(images[train], labels[train])
         if stage in ("test", "predict", None) and self.test_set is None:
             self.test_set = TensorImages(*self.load_split(train=False))
-
-    def _num_val(self, total: int) -> int:
-        n_val = round(self.val_size * total) if isinstance(self.val_size, float) else self.val_size
-        if n_val >= total:
-            raise ConfigError(f"data.val_size={self.val_size} leaves no training images out of {total}")
-        return n_val
 
     def _loader(self, dataset: TensorImages | None, train: bool) -> DataLoader:
         assert dataset is not None, "setup() must run before asking for a dataloader"

@@ -62,6 +62,8 @@ class ImageFolderDataModule(ImageDataModule):
         val_size: see ``ImageDataModule``.
         split_seed: see ``ImageDataModule``.
         augment: see ``ImageDataModule``.
+        fold: see ``ImageDataModule``.
+        num_folds: see ``ImageDataModule``.
     """
 
     name = "image folder"
@@ -86,10 +88,13 @@ class ImageFolderDataModule(ImageDataModule):
         val_size: int | float = 5000,
         split_seed: int = 42,
         augment: list[BatchAugmentation] | None = None,
+        fold: int | None = None,
+        num_folds: int = 5,
     ) -> None:
         super().__init__(
             data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
+            fold=fold, num_folds=num_folds,
         )  # fmt: skip
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if len(size) != 2 or min(size) < 1:

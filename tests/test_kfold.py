@@ -1,0 +1,106 @@
+"""k-fold cross-validation: disjoint folds that cover the training set, one run per fold, a correct summary."""
+
+from __future__ import annotations
+
+import csv
+import json
+import statistics
+
+import pytest
+import torch
+import yaml
+
+from lightning_cnn.data import MNISTDataModule
+from lightning_cnn.data.base import split_indices
+from tests.conftest import QUICK
+from tests.test_cli import scalars
+
+KFOLD_QUICK = [*QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
+
+
+@pytest.mark.parametrize("total, folds", [(1200, 3), (103, 5), (10, 10)])
+def test_folds_are_disjoint_and_cover_the_training_set(total, folds):
+    vals = []
+    for fold in range(folds):
+        train, val = split_indices(total, 0, seed=7, fold=fold, num_folds=folds)
+        assert set(train.tolist()).isdisjoint(val.tolist())
+        assert sorted(train.tolist() + val.tolist()) == list(range(total))
+        assert total // folds <= len(val) <= total // folds + 1
+        vals.append(val)
+    everything = torch.cat(vals).tolist()
+    assert sorted(everything) == list(range(total))  # each image validates in exactly one fold
+    other_seed = split_indices(total, 0, seed=8, fold=0, num_folds=folds)[1]
+    assert other_seed.tolist() != vals[0].tolist()
+
+
+def test_without_a_fold_the_val_size_split_is_unchanged():
+    train, val = split_indices(1000, 0.25, seed=42)
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(42))  # the split before folds existed
+    assert val.tolist() == order[:250].tolist() and train.tolist() == order[250:].tolist()
+
+
+def test_data_module_folds_split_the_images(mnist_dir):
+    seen = []
+    for fold in range(3):
+        data = MNISTDataModule(data_dir=str(mnist_dir), fold=fold, num_folds=3)
+        data.setup("fit")
+        assert len(data.train_set) + len(data.val_set) == 1200 and len(data.val_set) == 400
+        train = {bytes(image.numpy()) for image in data.train_set.images}
+        val = {bytes(image.numpy()) for image in data.val_set.images}
+        assert train.isdisjoint(val)
+        seen.append(val)
+    assert len(set.union(*seen)) == sum(len(v) for v in seen) == 1200
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--data.fold", "3", "--data.num_folds", "3"], "error: data.fold must be 0 to 2 (data.num_folds=3), got 3"),
+        (["--data.fold", "-1"], "error: data.fold must be 0 to 4 (data.num_folds=5), got -1"),
+        (["--data.fold", "0", "--data.num_folds", "1"], "error: data.num_folds must be at least 2, got 1"),
+    ],
+)
+def test_bad_fold_options_fail_in_one_line(run_cli, mnist_dir, tmp_path, args, message):
+    code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *QUICK, *args)
+    assert code == 1
+    assert err.strip().splitlines()[-1] == message
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_more_folds_than_images_fail_in_one_line(run_cli, mnist_dir, tmp_path):
+    code, err = run_cli("kfold", "--folds", 2000, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
+                        *KFOLD_QUICK)  # fmt: skip
+    assert code == 1
+    assert err.strip().splitlines()[-1] == "error: data.num_folds=2000 is more than the 1200 training images"
+
+
+def test_three_fold_cross_validation_leaves_three_runs_and_a_summary(run_cli, mnist_dir, tmp_path):
+    code, err = run_cli("kfold", "--folds", 3, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
+                        *KFOLD_QUICK)  # fmt: skip
+    assert code == 0, err
+    logs = tmp_path / "lightning_logs"
+    runs = sorted(logs.glob("version_*"))
+    assert [r.name for r in runs] == ["version_0", "version_1", "version_2"]
+    (summary,) = logs.glob("kfold_*")
+    record = json.loads((summary / "kfold.json").read_text())
+    assert record["complete"] and record["folds"] == 3
+    for fold, (run, entry) in enumerate(zip(runs, record["runs"], strict=True)):
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["data"]["init_args"]["fold"] == fold and config["data"]["init_args"]["num_folds"] == 3
+        assert entry["fold"] == fold and entry["run_dir"] == str(run)
+        curves = scalars(run)  # TensorBoard's own record of the run
+        assert entry["metrics"]["val/acc"] == pytest.approx(curves["val/acc"][-1])
+        assert entry["metrics"]["val/loss"] == pytest.approx(curves["val/loss"][-1])
+    accs = [scalars(run)["val/acc"][-1] for run in runs]
+    assert record["mean"]["val/acc"] == pytest.approx(statistics.fmean(accs))
+    assert record["std"]["val/acc"] == pytest.approx(statistics.stdev(accs))
+    rows = list(csv.DictReader((summary / "kfold.csv").open()))
+    assert [r["fold"] for r in rows] == ["0", "1", "2", "mean", "std"]
+    assert float(rows[3]["val/acc"]) == pytest.approx(statistics.fmean(accs))
+    assert float(rows[4]["val/loss"]) == pytest.approx(statistics.stdev(scalars(r)["val/loss"][-1] for r in runs))
+
+
+def test_kfold_refuses_a_fold_of_its_own(run_cli, tmp_path):
+    code, err = run_cli("kfold", "--folds", 3, "--data.fold", 1, "--trainer.default_root_dir", tmp_path)
+    assert code == 1
+    assert err.strip() == "error: kfold sets --data.fold for every fold itself; leave it out and give --folds N"
