@@ -18,7 +18,7 @@ from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MaxMetric, MetricCollection
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_cnn.errors import ConfigError, DivergedError
@@ -119,6 +119,11 @@ class ImageClassifier(LightningModule):
         evaluation["f1"] = MulticlassF1Score(num_classes, average="macro")
         self.val_metrics = MetricCollection(evaluation, prefix="val/")
         self.test_metrics = self.val_metrics.clone(prefix="test/")
+        # the evaluation loss as a torchmetrics mean weighted by batch size: Lightning's `self.log(...,
+        # sync_dist=True)` floors the image count when processes saw different numbers of images
+        # (Lightning-AI/pytorch-lightning#21859), which the unpadded evaluation sampler makes the rule
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
         # the best val/acc so far; kept in checkpoints (see on_save_checkpoint), so a resumed run keeps it
         self.val_acc_best = MaxMetric()
         # tables of the test split: accuracy per class, and counts of (true class, predicted class)
@@ -143,10 +148,10 @@ class ImageClassifier(LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         getattr(self, f"{stage}_metrics").update(logits.detach(), y)
+        if stage != "train":  # per epoch, averaged over all images of all processes
+            getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
         if stage == "test":
             self.test_tables.update(logits.detach(), y)
-        if stage != "train":  # per epoch, averaged over all batches and processes
-            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
         return loss
 
     def _log_train_loss(self, loss: Tensor, batch_idx: int) -> None:
@@ -210,6 +215,10 @@ class ImageClassifier(LightningModule):
         values = metrics.compute()
         metrics.reset()
         accuracy = values.pop(f"{stage}/acc")
+        if stage != "train":
+            loss: MeanMetric = getattr(self, f"{stage}_loss")
+            self.log(f"{stage}/loss", loss.compute(), prog_bar=True)
+            loss.reset()
         self.log(f"{stage}/acc", accuracy, prog_bar=True)
         self.log_dict(values)
         if stage == "val" and not self.trainer.sanity_checking:  # the sanity check's few batches do not count

@@ -112,7 +112,8 @@ class EvaluationReport(L.Callback):
             logger.experiment.flush()
         written = ""
         if trainer.loggers and not trainer.fast_dev_run:  # a fast dev run leaves no files
-            run_dir = Path(trainer.log_dir or ".")
+            # the logger's folder, not trainer.log_dir: that broadcasts, and only rank 0 is here
+            run_dir = Path(getattr(trainer.loggers[0], "log_dir", None) or trainer.loggers[0].save_dir or ".")
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
             _save_png(figure, run_dir / CONFUSION_FILE)
