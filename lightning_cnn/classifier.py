@@ -117,7 +117,9 @@ class ImageClassifier(LightningModule):
         if num_classes > TOP_K:
             evaluation["acc_top5"] = MulticlassAccuracy(num_classes, top_k=TOP_K, average="micro")
         evaluation["f1"] = MulticlassF1Score(num_classes, average="macro")
-        self.val_metrics = MetricCollection(evaluation, prefix="val/")
+        # no compute groups: torchmetrics shares the states of metrics whose states were equal after the first
+        # batch, and top-5 accuracy and macro F1 can be (both per class), which silently gave F1 top-5's value
+        self.val_metrics = MetricCollection(evaluation, prefix="val/", compute_groups=False)
         self.test_metrics = self.val_metrics.clone(prefix="test/")
         # the evaluation loss as a torchmetrics mean weighted by batch size: Lightning's `self.log(...,
         # sync_dist=True)` floors the image count when processes saw different numbers of images

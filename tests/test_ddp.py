@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import QUICK, synthetic_images, write_idx, write_sha256sums
 from tests.test_cli import scalars
+from tests.test_report import macro_f1
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 TEST_IMAGES, VAL_IMAGES = 301, 119  # odd: Lightning's padding sampler would count an image twice
@@ -68,6 +70,7 @@ def test_ddp_metrics_equal_one_process_exactly_and_only_rank_zero_writes(run_cli
 
     assert ddp_report["num_images"] == single_report["num_images"] == TEST_IMAGES
     assert ddp_report["test/acc"] < 1  # one step of a slow learner: mistakes make the comparison telling
+    assert ddp_report["test/f1"] == pytest.approx(macro_f1(torch.tensor(ddp_report["confusion_matrix"])), abs=1e-6)
     assert ddp_report["confusion_matrix"] == single_report["confusion_matrix"]
     assert ddp_report["per_class_acc"] == single_report["per_class_acc"]
     for tag in ("val/acc", "val/acc_top5", "val/f1", "test/acc", "test/acc_top5", "test/f1"):

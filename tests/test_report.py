@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchmetrics
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
@@ -41,6 +42,15 @@ def tensorboard_views(run_dir: Path) -> tuple[dict[str, int], list[list[str]], s
             if data.HasField("experiment"):
                 sessions.append([info.name.tag for info in data.experiment.metric_infos])
     return images, sessions, scalar_tags
+
+
+def macro_f1(confusion: torch.Tensor) -> float:
+    """The mean over classes of F1, from a confusion matrix (rows: true class); a class never predicted nor
+    present counts 0, as in torchmetrics."""
+    confusion = confusion.double()
+    tp = confusion.diag()
+    f1 = 2 * tp / (confusion.sum(dim=0) + confusion.sum(dim=1))
+    return float(torch.nan_to_num(f1).mean())
 
 
 def read_png(path: Path) -> Image.Image:
@@ -77,6 +87,7 @@ def test_fit_and_test_write_the_hparams_session_grids_confusion_matrix_and_metri
     assert report["test/acc"] == pytest.approx(series["test/acc"][-1])
     assert 0 <= report["test/f1"] <= 1 + 1e-6 and report["test/acc"] <= report["test/acc_top5"] <= 1
     assert int(confusion.trace()) < TEST_IMAGES
+    assert report["test/f1"] == pytest.approx(macro_f1(confusion), abs=1e-6)
     assert list(report["per_class_acc"]) == report["classes"] == [str(d) for d in range(10)]
     for i, name in enumerate(report["classes"]):
         assert 0 <= report["per_class_acc"][name] <= 1
@@ -141,3 +152,18 @@ def test_top5_is_logged_and_watchable_only_with_more_than_five_classes():
     check_monitor("checkpoint.monitor", "val/acc_top5", "max", num_classes=10)
     with pytest.raises(ConfigError, match="more than 5 classes"):
         check_monitor("checkpoint.monitor", "val/acc_top5", "max", num_classes=5)
+
+
+def test_macro_f1_is_its_own_metric_even_when_a_first_batch_is_all_right():
+    """torchmetrics merges metrics whose states are equal after the first batch; a batch predicted all right can
+    make top-5 accuracy's states equal F1's, and F1 then reports top-5's value."""
+    collection = ImageClassifier(num_classes=10).test_metrics
+    generator = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat(4)
+    right = torch.nn.functional.one_hot(labels, 10).float() * 10
+    wrong = torch.randn(40, 10, generator=generator)
+    collection.update(right, labels)
+    collection.update(wrong, labels)
+    all_logits, all_labels = torch.cat([right, wrong]), torch.cat([labels, labels])
+    expected = torchmetrics.functional.classification.multiclass_f1_score(all_logits, all_labels, 10, average="macro")
+    assert float(collection.compute()["test/f1"]) == pytest.approx(float(expected))
