@@ -18,21 +18,32 @@ from lightning import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.lr_scheduler import ReduceLROnPlateau
-from torchmetrics import MetricCollection
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MaxMetric, MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_cnn.errors import ConfigError, DivergedError
 from lightning_cnn.schedulers import build_scheduler, default_interval, scheduler_class
 
 # Metrics every classifier logs, with the direction in which they improve (for monitors and their mode).
-METRICS = {"train/loss": "min", "train/acc": "max", "val/loss": "min", "val/acc": "max"}
+METRICS = {
+    "train/loss": "min",
+    "train/acc": "max",
+    "val/loss": "min",
+    "val/acc": "max",
+    "val/acc_top5": "max",  # only with more than 5 classes
+    "val/f1": "max",
+    "val/acc_best": "max",
+}
+TOP_K = 5
 NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
-def check_monitor(key: str, metric: str, mode: str | None = None) -> None:
+def check_monitor(key: str, metric: str, mode: str | None = None, num_classes: int | None = None) -> None:
     """Fail before training when ``metric`` is never logged, or ``mode`` runs against its direction."""
     if metric not in METRICS:
         raise ConfigError(f"{key}: '{metric}' is never logged; choose one of {', '.join(METRICS)}")
+    if metric.endswith(f"_top{TOP_K}") and num_classes is not None and num_classes <= TOP_K:
+        raise ConfigError(f"{key}: '{metric}' is logged only with more than {TOP_K} classes, not {num_classes}")
     if mode is not None and mode != METRICS[metric]:
         raise ConfigError(f"{key}: '{metric}' improves in mode '{METRICS[metric]}', not '{mode}'")
 
@@ -74,7 +85,7 @@ class ImageClassifier(LightningModule):
             raise ConfigError(f"model.label_smoothing must be in [0, 1), got {label_smoothing}")
         if l1_weight < 0:
             raise ConfigError(f"model.l1_weight must be 0 or more, got {l1_weight}")
-        check_monitor("model.lr_scheduler_monitor", lr_scheduler_monitor)
+        check_monitor("model.lr_scheduler_monitor", lr_scheduler_monitor, num_classes=num_classes)
         if isinstance(scheduler_class(lr_scheduler), type) and issubclass(
             scheduler_class(lr_scheduler), ReduceLROnPlateau
         ):
@@ -98,10 +109,33 @@ class ImageClassifier(LightningModule):
         self._loss_window: list[Tensor] = []  # the training losses since train/loss was last logged
         # lets the model summary show input and output shapes of every layer
         self.example_input_array = torch.zeros(2, *self.input_shape)
-        metrics = MetricCollection({"acc": MulticlassAccuracy(num_classes, average="micro")})
-        self.train_metrics = metrics.clone(prefix="train/")
-        self.val_metrics = metrics.clone(prefix="val/")
-        self.test_metrics = metrics.clone(prefix="test/")
+        # training: top-1 only, to keep the per-step cost low; evaluation: top-1, top-5 and macro F1
+        self.train_metrics = MetricCollection(
+            {"acc": MulticlassAccuracy(num_classes, average="micro")}, prefix="train/"
+        )
+        evaluation: dict[str, Any] = {"acc": MulticlassAccuracy(num_classes, average="micro")}
+        if num_classes > TOP_K:
+            evaluation["acc_top5"] = MulticlassAccuracy(num_classes, top_k=TOP_K, average="micro")
+        evaluation["f1"] = MulticlassF1Score(num_classes, average="macro")
+        # no compute groups: torchmetrics shares the states of metrics whose states were equal after the first
+        # batch, and top-5 accuracy and macro F1 can be (both per class), which silently gave F1 top-5's value
+        self.val_metrics = MetricCollection(evaluation, prefix="val/", compute_groups=False)
+        self.test_metrics = self.val_metrics.clone(prefix="test/")
+        # the evaluation loss as a torchmetrics mean weighted by batch size: Lightning's `self.log(...,
+        # sync_dist=True)` floors the image count when processes saw different numbers of images
+        # (Lightning-AI/pytorch-lightning#21859), which the unpadded evaluation sampler makes the rule
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+        # the best val/acc so far; kept in checkpoints (see on_save_checkpoint), so a resumed run keeps it
+        self.val_acc_best = MaxMetric()
+        # tables of the test split: accuracy per class, and counts of (true class, predicted class)
+        self.test_tables = MetricCollection(
+            {
+                "per_class_acc": MulticlassAccuracy(num_classes, average=None),
+                "confusion_matrix": MulticlassConfusionMatrix(num_classes),
+            }
+        )
+        self.test_results: dict[str, Tensor] = {}  # test_tables computed at the end of the last test epoch
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -116,8 +150,10 @@ class ImageClassifier(LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         getattr(self, f"{stage}_metrics").update(logits.detach(), y)
-        if stage != "train":  # per epoch, averaged over all batches and processes
-            self.log(f"{stage}/loss", loss, on_epoch=True, prog_bar=True, sync_dist=True)
+        if stage != "train":  # per epoch, averaged over all images of all processes
+            getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
+        if stage == "test":
+            self.test_tables.update(logits.detach(), y)
         return loss
 
     def _log_train_loss(self, loss: Tensor, batch_idx: int) -> None:
@@ -161,6 +197,13 @@ class ImageClassifier(LightningModule):
         # hold the weights of a diverged step
         if self._trainer is not None and self.trainer.training and self._loss_window:
             self._check_finite_losses()
+        # beside the weights, not in the state_dict: checkpoints of earlier versions still load strictly
+        checkpoint["val_acc_best"] = self.val_acc_best.max_value.detach().cpu().clone()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "val_acc_best" in checkpoint:
+            state = self.val_acc_best.max_value
+            self.val_acc_best.max_value = torch.as_tensor(checkpoint["val_acc_best"]).to(state.device, state.dtype)
 
     def _log_epoch_metrics(self, stage: str) -> None:
         """Log the epoch's accumulated metrics (synced across processes by ``compute``) and reset them.
@@ -171,8 +214,21 @@ class ImageClassifier(LightningModule):
         metrics: MetricCollection = getattr(self, f"{stage}_metrics")
         if not any(metric.update_called for metric in metrics.values()):
             return  # no batches this epoch (e.g. limit_val_batches: 0)
-        self.log_dict(metrics.compute(), prog_bar=True)
+        values = metrics.compute()
         metrics.reset()
+        accuracy = values.pop(f"{stage}/acc")
+        if stage != "train":
+            loss: MeanMetric = getattr(self, f"{stage}_loss")
+            self.log(f"{stage}/loss", loss.compute(), prog_bar=True)
+            loss.reset()
+        self.log(f"{stage}/acc", accuracy, prog_bar=True)
+        self.log_dict(values)
+        if stage == "val" and not self.trainer.sanity_checking:  # the sanity check's few batches do not count
+            self.val_acc_best.update(accuracy)
+            self.log("val/acc_best", self.val_acc_best.compute())
+        if stage == "test":
+            self.test_results = {name: value.detach().cpu() for name, value in self.test_tables.compute().items()}
+            self.test_tables.reset()
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         loss = self._step(batch, "train")

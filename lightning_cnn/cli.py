@@ -34,6 +34,7 @@ from lightning_cnn.loggers import RunLogger
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.preview import AugmentationPreview
+from lightning_cnn.report import EvaluationReport
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -80,6 +81,8 @@ class CNNLightningCLI(LightningCLI):
         parser.set_defaults({"lr_monitor.logging_interval": "step"})
         # the first augmented training batch, as an image grid in TensorBoard
         parser.add_lightning_class_args(AugmentationPreview, "preview")
+        # HPARAMS session, validation prediction grids, confusion matrix and metrics.json of a test
+        parser.add_lightning_class_args(EvaluationReport, "report")
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -142,7 +145,10 @@ class CNNLightningCLI(LightningCLI):
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         if config.get("logger") in (None, True):
             root = config.get("default_root_dir") or "."
-            config["logger"] = RunLogger(save_dir=root, version=getattr(self, "_resume_version", None))
+            # no hp_metric placeholder: the EvaluationReport callback declares the run's real metrics
+            config["logger"] = RunLogger(
+                save_dir=root, version=getattr(self, "_resume_version", None), default_hp_metric=False
+            )
             if getattr(self, "_resume_version", None) is not None:
                 run_dir = Path(config["logger"].log_dir)
                 n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
@@ -160,7 +166,9 @@ class CNNLightningCLI(LightningCLI):
             callback = self._get(self.config_init, key)
             monitor = getattr(callback, "monitor", None)
             if monitor is not None:
-                check_monitor(f"{key}.monitor", monitor, getattr(callback, "mode", None))
+                check_monitor(
+                    f"{key}.monitor", monitor, getattr(callback, "mode", None), getattr(self.model, "num_classes", None)
+                )
         ckpt_path = self.config.fit.get("ckpt_path")
         if ckpt_path:
             check_weights_fit(Path(ckpt_path), self.model)

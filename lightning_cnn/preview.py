@@ -29,31 +29,52 @@ CAPTION = 12  # pixels of caption under each tile
 MIN_TILE = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
 
 
-def image_grid(images: Tensor, labels: Tensor | None = None, classes: tuple[str, ...] | None = None) -> Tensor:
+def image_grid(
+    images: Tensor,
+    labels: Tensor | None = None,
+    classes: tuple[str, ...] | None = None,
+    predictions: Tensor | None = None,
+) -> Tensor:
     """Images (N, C, H, W) in [0, 1] as one uint8 RGB grid (3, H', W'), each tile captioned with its class.
 
     Tiles are enlarged by a whole factor to at least ``MIN_TILE`` pixels so 28×28 or 32×32 images stay
-    readable next to their captions.
+    readable next to their captions. With ``predictions`` a second caption line gives the predicted class;
+    a mistake gets it in red, a red frame and a red cross in the tile's corner.
     """
     images = images.detach().float().clamp(0, 1).cpu()
     if images.shape[1] == 1:
         images = images.repeat(1, 3, 1, 1)
     n, _, h, w = images.shape
     factor = max(1, math.ceil(MIN_TILE / min(h, w)))
-    tile_h, tile_w = h * factor + CAPTION, w * factor
+    caption = CAPTION * (2 if predictions is not None else 1)
+    tile_h, tile_w = h * factor + caption, w * factor
     cols = max(1, math.ceil(math.sqrt(n)))
     rows = math.ceil(n / cols)
     grid = Image.new("RGB", (cols * (tile_w + 2), rows * (tile_h + 2)), "white")
     draw = ImageDraw.Draw(grid)
     font = ImageFont.load_default()
     tiles = (images * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    chars = max(1, tile_w // 6)
+
+    def name(label: int) -> str:
+        return (classes[label] if classes and label < len(classes) else str(label))[:chars]
+
     for i, tile in enumerate(tiles):
         x, y = (i % cols) * (tile_w + 2) + 1, (i // cols) * (tile_h + 2) + 1
+        bottom = y + h * factor
         grid.paste(Image.fromarray(tile).resize((tile_w, h * factor), Image.Resampling.NEAREST), (x, y))
         if labels is not None:
-            label = int(labels[i])
-            text = classes[label] if classes and label < len(classes) else str(label)
-            draw.text((x + 1, y + h * factor), text[: max(1, tile_w // 6)], fill="black", font=font)
+            draw.text((x + 1, bottom), name(int(labels[i])), fill="black", font=font)
+        if predictions is not None:
+            predicted = int(predictions[i])
+            wrong = labels is not None and predicted != int(labels[i])
+            draw.text((x + 1, bottom + CAPTION), name(predicted), fill="red" if wrong else "green", font=font)
+            if wrong:
+                draw.rectangle((x, y, x + tile_w - 1, bottom - 1), outline="red", width=2)
+                size = max(6, tile_w // 6)
+                right = x + tile_w - 4
+                draw.line((right - size, y + 3, right, y + 3 + size), fill="red", width=2)
+                draw.line((right - size, y + 3 + size, right, y + 3), fill="red", width=2)
     return torch.from_numpy(np.asarray(grid).copy()).permute(2, 0, 1)
 
 

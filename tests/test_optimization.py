@@ -112,8 +112,8 @@ def test_early_stopping_stops_a_stalled_run_and_says_why(run_cli, mnist_dir, tmp
     [
         (["--model.lr_scheduler", PLATEAU, "--model.lr_scheduler_monitor", "val/accuracy"],
          ["model.lr_scheduler_monitor: 'val/accuracy' is never logged", "val/acc", "val/loss"]),
-        (["--model.lr_scheduler", "lightning.pytorch.cli.ReduceLROnPlateau", "--model.lr_scheduler.monitor", "val/f1"],
-         ["model.lr_scheduler.monitor: 'val/f1' is never logged"]),
+        (["--model.lr_scheduler", "lightning.pytorch.cli.ReduceLROnPlateau", "--model.lr_scheduler.monitor", "val/auc"],
+         ["model.lr_scheduler.monitor: 'val/auc' is never logged"]),
         (["--model.lr_scheduler", PLATEAU, "--model.lr_scheduler_monitor", "val/acc"],
          ["'val/acc' improves in mode 'max', not 'min'"]),
         (["--checkpoint.monitor", "val/top1"], ["checkpoint.monitor: 'val/top1' is never logged"]),

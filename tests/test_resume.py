@@ -69,3 +69,20 @@ def test_the_same_seed_repeats_a_run_and_another_seed_does_not(run_cli, mnist_di
     assert runs["a"]["train/loss"] == runs["b"]["train/loss"]
     assert runs["a"]["val/loss"] == runs["b"]["val/loss"]
     assert runs["a"]["train/loss"] != runs["c"]["train/loss"]
+
+
+def test_val_acc_best_is_kept_in_checkpoints_and_a_resumed_run_goes_on_from_it(run_cli, mnist_dir, tmp_path):
+    short = ("--trainer.limit_train_batches", 2)
+    train(run_cli, tmp_path, mnist_dir, MODELS["LeNet5"], "--trainer.max_epochs", 1, *short)
+    run = tmp_path / "lightning_logs" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
+    checkpoint = torch.load(last, weights_only=False)
+    first = scalars(run)["val/acc_best"]
+    assert len(first) == 1 and float(checkpoint["val_acc_best"]) == pytest.approx(first[0])
+
+    # a best no accuracy can reach: a resumed run that lost it would log its own epoch's val/acc instead
+    checkpoint["val_acc_best"] = torch.tensor(1.5)
+    torch.save(checkpoint, last)
+    train(run_cli, tmp_path, mnist_dir, MODELS["LeNet5"], "--trainer.max_epochs", 2, "--ckpt_path", "last", *short)
+    assert scalars(run)["val/acc_best"] == [first[0], 1.5]
+    assert float(torch.load(last, weights_only=False)["val_acc_best"]) == 1.5

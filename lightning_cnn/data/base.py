@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 from lightning import LightningDataModule
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -224,12 +225,27 @@ class ImageDataModule(LightningDataModule):
         if stage in ("test", "predict", None) and self.test_set is None:
             self.test_set = TensorImages(*self.load_split(train=False))
 
+    def _eval_sampler(self, dataset: TensorImages) -> Sampler[int] | None:
+        """Under several processes, each evaluates every n-th image of the split, unpadded.
+
+        Lightning's own evaluation sampler pads the split with repeated images up to a multiple of the number
+        of processes, so DDP metrics would count those twice; being a ``DistributedSampler``, this one is left
+        in place by Lightning. Processes may then run one batch more or less than the others, which is safe in
+        evaluation: nothing is synchronized per batch (``sync_dist`` and torchmetrics reduce at the epoch end).
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1 or len(dataset) < trainer.world_size:
+            return None
+        return UnrepeatedDistributedSampler(
+            dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+        )
+
     def _loader(self, dataset: TensorImages | None, train: bool) -> DataLoader:
         assert dataset is not None, "setup() must run before asking for a dataloader"
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=EpochShuffleSampler(len(dataset), run_seed()) if train else None,
+            sampler=EpochShuffleSampler(len(dataset), run_seed()) if train else self._eval_sampler(dataset),
             # a generator of its own: creating an iterator then draws nothing from the global RNG
             generator=torch.Generator().manual_seed(run_seed()),
             num_workers=self.num_workers,

@@ -1,0 +1,247 @@
+"""EvaluationReport: what a run shows and keeps besides its curves.
+
+In TensorBoard: the HPARAMS session of the run with its real metrics (``val/acc_best``, ``test/acc``, ...),
+a grid of validation predictions every epoch (``val/predictions``) and the test confusion matrix
+(``test/confusion_matrix``). In the run folder after a test: ``metrics.json`` and ``confusion_matrix.png``,
+and a per-class table in the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.utilities.logger import _convert_params, _flatten_dict, _sanitize_params
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.utils.tensorboard.summary import hparams
+
+from lightning_cnn.data import ImageDataModule
+from lightning_cnn.errors import ConfigError
+from lightning_cnn.preview import image_grid
+
+METRICS_FILE = "metrics.json"
+CONFUSION_FILE = "confusion_matrix.png"
+ANNOTATE_MAX = 20  # confusion matrices up to this many classes show their counts in the cells
+TICKS_MAX = 40  # and up to this many, the class names on the axes
+
+
+class EvaluationReport(L.Callback):
+    """HPARAMS session, validation prediction grids, and the test report (see the module's docstring).
+
+    Args:
+        enabled: ``false`` turns the whole report off.
+        num_images: the first validation images shown in the per-epoch prediction grid; 0 turns the grid off.
+    """
+
+    def __init__(self, enabled: bool = True, num_images: int = 32) -> None:
+        if num_images < 0:
+            raise ConfigError(f"report.num_images must be 0 or more, got {num_images}")
+        self.enabled = enabled
+        self.num_images = num_images
+        self._sessions: set[str] = set()  # run folders whose HPARAMS session this process wrote
+
+    # --- HPARAMS ------------------------------------------------------------------------------
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_session(trainer, pl_module)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._write_session(trainer, pl_module)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_session(trainer, pl_module)
+
+    def _write_session(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Write the run's hyperparameters and the names of its metrics as TensorBoard's HPARAMS session, once
+        per run folder (a fit that is tested afterwards has declared the test metrics already).
+
+        The values come from the scalars of those names that the run logs, so no placeholder value is
+        written (Lightning's ``hp_metric = -1``, or a 0 at step 0 at the start of each curve). Every run
+        declares the same list, validation and test metrics, because TensorBoard takes the list of one run
+        for all the runs it shows.
+        """
+        logger = _tensorboard(trainer)
+        if not self.enabled or logger is None or not trainer.is_global_zero or logger.log_dir in self._sessions:
+            return
+        self._sessions.add(logger.log_dir)
+        params = _flatten_dict(_convert_params(dict(logger.hparams)))
+        params = {key: value for key, value in _sanitize_params(params).items() if not key.startswith("_")}
+        params = {
+            key: value if isinstance(value, (bool, int, float, str)) else str(value) for key, value in params.items()
+        }
+        seed = _run_seed()
+        if seed is not None:
+            params["seed"] = seed
+        metrics = {name: 0.0 for name in metric_names(pl_module, ("val", "test"))}
+        writer = logger.experiment._get_file_writer()
+        for summary in hparams(params, metrics):
+            writer.add_summary(summary)
+        writer.flush()
+
+    # --- validation predictions ---------------------------------------------------------------
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self.enabled or self.num_images == 0 or trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        logger, datamodule = _tensorboard(trainer), trainer.datamodule
+        if logger is None or not isinstance(datamodule, ImageDataModule) or datamodule.val_set is None:
+            return
+        grid = prediction_grid(trainer, pl_module, datamodule, self.num_images)
+        logger.experiment.add_image("val/predictions", grid, trainer.global_step, dataformats="CHW")
+
+    # --- test report --------------------------------------------------------------------------
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        results: dict[str, Tensor] = getattr(pl_module, "test_results", {})
+        if not self.enabled or not trainer.is_global_zero or "confusion_matrix" not in results:
+            return
+        confusion = results["confusion_matrix"]
+        classes = class_names(trainer.datamodule, len(confusion))
+        scalars = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        report = metrics_report(scalars, results["per_class_acc"], confusion, classes, trainer.ckpt_path)
+        figure = confusion_figure(confusion, classes, scalars.get("test/acc"))
+        logger = _tensorboard(trainer)
+        if logger is not None:
+            logger.experiment.add_image("test/confusion_matrix", figure, trainer.global_step, dataformats="HWC")
+            logger.experiment.flush()
+        written = ""
+        if trainer.loggers and not trainer.fast_dev_run:  # a fast dev run leaves no files
+            # the logger's folder, not trainer.log_dir: that broadcasts, and only rank 0 is here
+            run_dir = Path(getattr(trainer.loggers[0], "log_dir", None) or trainer.loggers[0].save_dir or ".")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
+            _save_png(figure, run_dir / CONFUSION_FILE)
+            written = f" (written to {run_dir / METRICS_FILE} and {CONFUSION_FILE})"
+        rank_zero_info(f"Test accuracy per class{written}:\n{per_class_table(report)}")
+
+
+def _tensorboard(trainer: L.Trainer) -> TensorBoardLogger | None:
+    return next((logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)), None)
+
+
+def _run_seed() -> int | None:
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    return int(seed) if seed is not None and seed.lstrip("-").isdigit() else None
+
+
+def metric_names(pl_module: L.LightningModule, stages: tuple[str, ...]) -> list[str]:
+    """The epoch metrics ``pl_module`` logs in ``stages``: its evaluation metrics, the loss, and ``val/acc_best``."""
+    names = []
+    for stage in stages:
+        collection = getattr(pl_module, f"{stage}_metrics", None)
+        names += [*(collection.keys() if collection is not None else [f"{stage}/acc"]), f"{stage}/loss"]
+        if stage == "val" and hasattr(pl_module, "val_acc_best"):
+            names.insert(0, "val/acc_best")
+    return names
+
+
+def class_names(datamodule: Any, num_classes: int) -> list[str]:
+    """The data module's class names, or the class numbers when it has none (or not as many)."""
+    classes = list(getattr(datamodule, "classes", None) or [])
+    return [str(c) for c in classes] if len(classes) == num_classes else [str(i) for i in range(num_classes)]
+
+
+@torch.no_grad()
+def prediction_grid(
+    trainer: L.Trainer, pl_module: L.LightningModule, datamodule: ImageDataModule, num_images: int
+) -> Tensor:
+    """The first ``num_images`` validation images with their true and predicted classes, mistakes marked.
+
+    The images are taken from the split itself (not a process's share of it) and run through the plain
+    module on this process alone, so the grid is the same under DDP and costs one small forward pass.
+    """
+    assert datamodule.val_set is not None
+    images = datamodule.val_set.images[:num_images]
+    labels = datamodule.val_set.labels[:num_images]
+    inputs, _ = datamodule.prepare_batch((images.to(pl_module.device), labels), train=False)
+    was_training = pl_module.training
+    pl_module.eval()
+    try:
+        with trainer.precision_plugin.forward_context():
+            logits = pl_module(trainer.precision_plugin.convert_input(inputs))
+    finally:
+        pl_module.train(was_training)
+    predictions = logits.argmax(dim=1).cpu()
+    classes = tuple(class_names(datamodule, logits.shape[1]))
+    return image_grid(images.float() / 255, labels, classes, predictions)
+
+
+def metrics_report(
+    scalars: dict[str, float],
+    per_class_acc: Tensor,
+    confusion: Tensor,
+    classes: list[str],
+    checkpoint: str | None,
+) -> dict[str, Any]:
+    """The content of ``metrics.json``: the test metrics, accuracy per class name (``null`` for a class with
+    no test image), and the confusion matrix (rows: true class, columns: predicted class)."""
+    support = confusion.sum(dim=1)
+    return {
+        **dict(sorted(scalars.items())),
+        "num_images": int(confusion.sum()),
+        "checkpoint": checkpoint,
+        "per_class_acc": {
+            name: (float(acc) if n > 0 else None)
+            for name, acc, n in zip(classes, per_class_acc.tolist(), support.tolist(), strict=True)
+        },
+        "per_class_images": dict(zip(classes, support.tolist(), strict=True)),
+        "classes": classes,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def per_class_table(report: dict[str, Any]) -> str:
+    """Accuracy, number of images and the most frequent wrong prediction of each class, as aligned text."""
+    classes: list[str] = report["classes"]
+    confusion = np.asarray(report["confusion_matrix"])
+    width = max(5, *(len(name) for name in classes))
+    lines = [f"  {'class':<{width}}  accuracy   images  most often taken for"]
+    for i, name in enumerate(classes):
+        acc = report["per_class_acc"][name]
+        wrong = confusion[i].copy()
+        wrong[i] = 0
+        confused = f"{classes[int(wrong.argmax())]} ({int(wrong.max())})" if wrong.max() > 0 else "-"
+        shown = f"{100 * acc:7.2f} %" if acc is not None else "      - "
+        lines.append(f"  {name:<{width}}  {shown}  {int(confusion[i].sum()):7d}  {confused}")
+    return "\n".join(lines)
+
+
+def confusion_figure(confusion: Tensor, classes: list[str], accuracy: float | None = None) -> np.ndarray:
+    """The confusion matrix as an RGB image (H, W, 3) uint8: counts shaded, class names on the axes."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    counts = confusion.numpy()
+    n = len(classes)
+    size = min(16.0, max(4.5, 0.5 * n + 2.5))
+    figure = Figure(figsize=(size, size), dpi=100, layout="constrained")
+    canvas = FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    shown = axes.imshow(counts, cmap="Blues", interpolation="nearest")
+    figure.colorbar(shown, ax=axes, shrink=0.8)
+    title = f"Test confusion matrix, {int(counts.sum())} images"
+    axes.set_title(title + (f", accuracy {100 * accuracy:.2f} %" if accuracy is not None else ""))
+    axes.set_xlabel("predicted class")
+    axes.set_ylabel("true class")
+    if n <= TICKS_MAX:
+        axes.set_xticks(range(n), classes, rotation=45, ha="right", rotation_mode="anchor")
+        axes.set_yticks(range(n), classes)
+    if n <= ANNOTATE_MAX:
+        threshold = counts.max() / 2 if counts.size else 0
+        for (row, col), value in np.ndenumerate(counts):
+            color = "white" if value > threshold else "black"
+            axes.text(col, row, str(int(value)), ha="center", va="center", color=color, fontsize=8)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def _save_png(image: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(image).save(path)
