@@ -207,7 +207,7 @@ def test_fit_logs_the_first_augmented_batch_to_tensorboard(run_cli, mnist_dir, t
     assert code == 0, err
     events = EventAccumulator(str(next((tmp_path / "lightning_logs").glob("version_*"))))
     events.Reload()
-    assert events.Tags()["images"] == ["train/first_batch"]
+    assert "train/first_batch" in events.Tags()["images"]
     (image,) = events.Images("train/first_batch")
     # 8 tiles of 28×28 enlarged to 84: 3 columns × 3 rows, a caption band under each
     assert (image.step, image.width, image.height) == (0, 3 * (84 + 2), 3 * (84 + 12 + 2))
