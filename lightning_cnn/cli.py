@@ -153,6 +153,8 @@ class CNNLightningCLI(LightningCLI):
                 run_dir = Path(config["logger"].log_dir)
                 n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
                 self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+        elif not config.get("logger"):  # `--trainer.logger false`: nothing to log learning rates to
+            callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):

@@ -89,6 +89,15 @@ def test_fast_dev_run_leaves_no_files(run_cli, mnist_dir, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_run_without_logger_still_saves_checkpoints_and_its_config(run_cli, mnist_dir, tmp_path):
+    code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 1, "--trainer.logger", "false",
+                        "--trainer.default_root_dir", tmp_path, "--test_after_fit", "true", *QUICK)  # fmt: skip
+    assert code == 0, err
+    assert (tmp_path / "config.yaml").is_file()
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
+
+
 def test_validate_and_test_a_checkpoint(run_cli, mnist_dir, tmp_path):
     common = ("--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *QUICK)
     assert run_cli("fit", "--trainer.max_epochs", 1, *common)[0] == 0
