@@ -14,13 +14,15 @@ written there when the search ends.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import lightning as L
 import optuna
@@ -246,6 +248,28 @@ def open_study(spec: SearchSpec, folder: Path, fit_args: list[str]) -> optuna.St
     )
 
 
+def lock_folder(folder: Path) -> IO[str]:
+    """Hold ``folder/search.lock`` for this process's lifetime, so a second search process on the same folder
+    is refused instead of taking the first one's running trials for killed ones. The OS drops the lock when the
+    process ends, however it ends, so a killed search resumes without clean-up."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / "search.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        raise ConfigError(
+            f"search folder {folder} is in use by another search process (pid {owner}); wait for it to end, or"
+            " give --name NEW for a separate search"
+        ) from None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
 def retry_cut_short(study: optuna.Study) -> None:
     """Queue again, once each, the values of trials that never finished: RUNNING ones belong to a search process
     that was killed (one process runs a search folder at a time), FAIL ones were interrupted or crashed."""
@@ -341,30 +365,31 @@ def main(argv: Sequence[str]) -> None:
     sample = {key: p["choices"][0] if p["type"] == "categorical" else p["low"] for key, p in spec.space.items()}
     runs_folder(base_args + override_args(sample), context=f"search space {spec.path}")  # the space's keys
     folder = runs_root / f"search_{args.name or spec.path.stem}"
-    study = open_study(spec, folder, fit_args)
-    retry_cut_short(study)
-    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-    if done:
-        print(f"search: resuming {folder}: {done} of {spec.trials} trials done", file=sys.stderr, flush=True)
+    with lock_folder(folder):
+        study = open_study(spec, folder, fit_args)
+        retry_cut_short(study)
+        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+        if done:
+            print(f"search: resuming {folder}: {done} of {spec.trials} trials done", file=sys.stderr, flush=True)
 
-    def objective(trial: optuna.Trial) -> float:
-        params = {key: suggest(trial, key, param) for key, param in spec.space.items()}
-        reporter = ReportToTrial(trial, spec.metric, folder)
-        try:
-            result = run_fit(base_args + override_args(params), callbacks=[reporter])
-        except DivergedError as err:  # a learning rate too high is a result of the search, not a failure of it
-            trial.set_user_attr("stopped", "diverged")
-            raise optuna.TrialPruned(str(err)) from err
-        trial.set_user_attr("metrics", result.metrics)
-        if reporter.pruned_at is not None:
-            trial.set_user_attr("stopped", f"after epoch {reporter.pruned_at}")
-            raise optuna.TrialPruned(f"{spec.metric} below the median after epoch {reporter.pruned_at}")
-        return result.metrics[spec.metric]
+        def objective(trial: optuna.Trial) -> float:
+            params = {key: suggest(trial, key, param) for key, param in spec.space.items()}
+            reporter = ReportToTrial(trial, spec.metric, folder)
+            try:
+                result = run_fit(base_args + override_args(params), callbacks=[reporter])
+            except DivergedError as err:  # a learning rate too high is a result of the search, not a failure of it
+                trial.set_user_attr("stopped", "diverged")
+                raise optuna.TrialPruned(str(err)) from err
+            trial.set_user_attr("metrics", result.metrics)
+            if reporter.pruned_at is not None:
+                trial.set_user_attr("stopped", f"after epoch {reporter.pruned_at}")
+                raise optuna.TrialPruned(f"{spec.metric} below the median after epoch {reporter.pruned_at}")
+            return result.metrics[spec.metric]
 
-    if spec.trials > done:
-        study.optimize(objective, n_trials=spec.trials - done)
-    table = summarize(study, spec, folder)
-    print(f"\nsearch {folder}: {spec.metric} ({spec.direction}), {spec.sampler} sampler, best first:")
-    print(table)
-    saved = "search.csv and best.yaml" if (folder / "best.yaml").is_file() else "search.csv"
-    print(f"saved {saved} in {folder}")
+        if spec.trials > done:
+            study.optimize(objective, n_trials=spec.trials - done)
+        table = summarize(study, spec, folder)
+        print(f"\nsearch {folder}: {spec.metric} ({spec.direction}), {spec.sampler} sampler, best first:")
+        print(table)
+        saved = "search.csv and best.yaml" if (folder / "best.yaml").is_file() else "search.csv"
+        print(f"saved {saved} in {folder}")

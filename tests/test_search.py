@@ -17,7 +17,7 @@ import yaml
 from optuna.trial import TrialState
 
 from lightning_cnn.experiment import runs_folder
-from lightning_cnn.search import ReportToTrial, load_spec, override_args
+from lightning_cnn.search import ReportToTrial, load_spec, lock_folder, override_args
 from tests.conftest import QUICK
 from tests.test_cli import scalars
 
@@ -119,6 +119,21 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(run_cli, mnist_
     assert after == finished  # finished trials were not touched
     rows = list(csv.DictReader((search_dir / "search.csv").open()))
     assert [r["state"] for r in rows].count("complete") == 4
+
+
+def test_a_second_search_process_on_the_same_folder_is_refused(run_cli, mnist_dir, tmp_path):
+    space = write_space(tmp_path, RANDOM_SPACE)
+    args = ["search", "--space", space, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
+            *SEARCH_QUICK]  # fmt: skip
+    search_dir = tmp_path / "lightning_logs" / "search_space"
+    with lock_folder(search_dir):  # as a running search process holds it
+        code, err = run_cli(*args)
+        assert code != 0
+        assert f"search folder {search_dir} is in use by another search process (pid {os.getpid()})" in err
+        assert "Traceback" not in err
+        assert not (tmp_path / "lightning_logs" / "version_0").exists()  # no trial ran
+    code, err = run_cli(*args, "--trials", "1")  # once it ends, the folder is free
+    assert code == 0, err
 
 
 def test_a_hopeless_trial_is_stopped_after_the_epoch_it_falls_below_the_median(tmp_path):
