@@ -14,7 +14,6 @@ written there when the search ends.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import math
 import os
@@ -28,6 +27,11 @@ import lightning as L
 import optuna
 import yaml
 from optuna.trial import FrozenTrial, TrialState
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, a search folder is not guarded there
+    fcntl = None  # type: ignore[assignment]
 
 from lightning_cnn.classifier import METRICS
 from lightning_cnn.errors import ConfigError, DivergedError
@@ -254,6 +258,8 @@ def lock_folder(folder: Path) -> IO[str]:
     process ends, however it ends, so a killed search resumes without clean-up."""
     folder.mkdir(parents=True, exist_ok=True)
     handle = (folder / "search.lock").open("a+")
+    if fcntl is None:
+        return handle
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
