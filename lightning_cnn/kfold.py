@@ -4,6 +4,8 @@ Fold k trains on the other folds of a seeded k-way split of the training set and
 (``data.fold``); every fold is an ordinary run in ``lightning_logs/version_N``. The table of each fold's last-epoch
 ``val/*`` metrics, with their mean and sample standard deviation, is printed and saved as ``kfold.json`` and
 ``kfold.csv`` in ``lightning_logs/kfold_<date-time>/`` beside the runs (rewritten after every fold).
+``--resume lightning_logs/kfold_<date-time>`` finishes an interrupted cross-validation: the folds recorded there
+are kept and only the missing ones run, with the recorded fit options.
 """
 
 from __future__ import annotations
@@ -28,14 +30,44 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
         " Every other option is a fit option (see 'python -m lightning_cnn fit --help').",
         allow_abbrev=False,
     )
-    parser.add_argument("--folds", type=int, default=5, help="number of folds (data.num_folds); default 5")
+    parser.add_argument("--folds", type=int, default=None, help="number of folds (data.num_folds); default 5")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar="KFOLD_DIR",
+        help="a kfold_* folder of an interrupted cross-validation: keep its finished folds, run the missing ones",
+    )
     args, fit_args = parser.parse_known_args(list(argv))
-    if args.folds < 2:
+    if args.resume is None and args.folds is None:
+        args.folds = 5
+    if args.folds is not None and args.folds < 2:
         raise ConfigError(f"--folds must be at least 2, got {args.folds}")
     for key in ("data.fold", "data.num_folds"):
         if option_given(fit_args, key):
             raise ConfigError(f"kfold sets --{key} for every fold itself; leave it out and give --folds N")
     return args, fit_args
+
+
+def load_previous(folder: Path, folds: int | None, fit_args: list[str]) -> dict[str, Any]:
+    """The record of an interrupted cross-validation in ``folder``, checked against the options given now (none
+    given: the recorded ones apply)."""
+    path = folder / "kfold.json"
+    try:
+        record = json.loads(path.read_text())
+        recorded = (int(record["folds"]), [str(a) for a in record["fit_args"]], list(record["runs"]))
+    except FileNotFoundError:
+        raise ConfigError(f"--resume: {path} not found; give a kfold_* folder that a kfold run wrote") from None
+    except (ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"--resume: {path} is not a kfold record ({err})") from None
+    if folds is not None and folds != recorded[0]:
+        raise ConfigError(f"--resume: {folder} has {recorded[0]} folds, not {folds}; leave --folds out")
+    if fit_args and fit_args != recorded[1]:
+        raise ConfigError(
+            f"--resume: {folder} was run with other fit options ({' '.join(recorded[1]) or 'none'}); give no fit"
+            " options to go on with those"
+        )
+    return record
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -69,19 +101,30 @@ def save(folder: Path, folds: int, fit_args: list[str], runs: list[dict[str, Any
 
 
 def main(argv: Sequence[str]) -> None:
-    """Run every fold, then print and save the table."""
+    """Run every fold (those missing from ``--resume``'s record), then print and save the table."""
     args, fit_args = parse_args(argv)
-    runs_root = runs_folder(fit_args)  # every option checked before the first fold
-    folder: Path | None = None
+    folder: Path | None = args.resume
     runs: list[dict[str, Any]] = []
     start = time.monotonic()
-    for fold in range(args.folds):
-        print(f"kfold: fold {fold + 1} of {args.folds}", file=sys.stderr, flush=True)
+    if folder is not None:
+        record = load_previous(folder, args.folds, fit_args)
+        args.folds, fit_args, runs = record["folds"], record["fit_args"], record["runs"]
+        start -= record.get("wall_time_s", 0.0)
+        print(f"kfold: resuming {folder}: {len(runs)} of {args.folds} folds done", file=sys.stderr, flush=True)
+    runs_root = runs_folder(fit_args)  # every option checked before the first fold
+    done = {run["fold"] for run in runs}
+    table = ""
+    for fold in (f for f in range(args.folds) if f not in done):
+        hint = f" (if interrupted: kfold --resume {folder})" if folder else ""
+        print(f"kfold: fold {fold + 1} of {args.folds}{hint}", file=sys.stderr, flush=True)
         result = run_fit([*fit_args, "--data.fold", str(fold), "--data.num_folds", str(args.folds)])
         if not result.metrics:
             raise ConfigError(f"kfold: fold {fold} logged no val/* metric; does the run validate (limit_val_batches)?")
-        runs.append({"fold": fold, "run_dir": str(result.log_dir), "metrics": result.metrics})
+        runs = sorted([*runs, {"fold": fold, "run_dir": str(result.log_dir), "metrics": result.metrics}],
+                      key=lambda run: run["fold"])  # fmt: skip
         folder = folder or claim_folder(runs_root, "kfold")
+        table = save(folder, args.folds, fit_args, runs, time.monotonic() - start)
+    if not table:  # resumed with every fold already done
         table = save(folder, args.folds, fit_args, runs, time.monotonic() - start)
     print(f"\n{args.folds}-fold cross-validation ({time.monotonic() - start:.0f} s), last-epoch validation metrics:")
     print(table)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,6 +19,7 @@ from lightning_cnn.data.base import split_indices
 from tests.conftest import QUICK
 from tests.test_cli import scalars
 
+ROOT = Path(__file__).parent.parent
 KFOLD_QUICK = [*QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
 
 
@@ -98,6 +103,60 @@ def test_three_fold_cross_validation_leaves_three_runs_and_a_summary(run_cli, mn
     assert [r["fold"] for r in rows] == ["0", "1", "2", "mean", "std"]
     assert float(rows[3]["val/acc"]) == pytest.approx(statistics.fmean(accs))
     assert float(rows[4]["val/loss"]) == pytest.approx(statistics.stdev(scalars(r)["val/loss"][-1] for r in runs))
+
+
+def test_an_interrupted_cross_validation_resumes_with_only_the_missing_folds(run_cli, mnist_dir, tmp_path):
+    kill = ["--trainer.callbacks+=tests.faults.SignalInRun", "--trainer.callbacks.version", "1"]
+    args = ["kfold", "--folds", "3", "--data.data_dir", str(mnist_dir), "--trainer.default_root_dir", str(tmp_path),
+            *KFOLD_QUICK, *kill]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    child = subprocess.run([sys.executable, "-m", "lightning_cnn", *map(str, args)], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert child.returncode == -9, child.stderr  # SIGKILL as fold 1 (version_1) starts training
+    logs = tmp_path / "lightning_logs"
+    (folder,) = logs.glob("kfold_*")
+    assert f"kfold --resume {folder}" in child.stderr  # the progress line says how to go on
+    first = json.loads((folder / "kfold.json").read_text())
+    assert not first["complete"] and [run["fold"] for run in first["runs"]] == [0]
+    fold0 = {p: p.stat().st_mtime_ns for p in (logs / "version_0").rglob("*")}
+
+    code, err = run_cli("kfold", "--resume", folder)  # the recorded fit options apply
+    assert code == 0, err
+    assert "resuming" in err and "1 of 3 folds done" in err
+    record = json.loads((folder / "kfold.json").read_text())
+    assert record["complete"] and [run["fold"] for run in record["runs"]] == [0, 1, 2]
+    assert [run["run_dir"] for run in record["runs"]] == [
+        str(logs / v) for v in ("version_0", "version_2", "version_3")
+    ]
+    assert record["runs"][0] == first["runs"][0]  # the finished fold is kept, not run again
+    assert {p: p.stat().st_mtime_ns for p in (logs / "version_0").rglob("*")} == fold0
+    for entry in record["runs"]:
+        config = yaml.safe_load((Path(entry["run_dir"]) / "config.yaml").read_text())
+        assert config["data"]["init_args"]["fold"] == entry["fold"]
+    accs = [entry["metrics"]["val/acc"] for entry in record["runs"]]
+    assert record["mean"]["val/acc"] == pytest.approx(statistics.fmean(accs))
+    assert len(list(logs.glob("kfold_*"))) == 1  # no second summary folder
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--folds", "4"], "has 3 folds, not 4; leave --folds out"),
+        (["--trainer.max_epochs", "2"], "was run with other fit options"),
+    ],
+)
+def test_resume_refuses_other_folds_or_fit_options(run_cli, tmp_path, extra, message):
+    folder = tmp_path / "kfold_x"
+    folder.mkdir()
+    runs = [{"fold": 0, "run_dir": "r", "metrics": {"val/acc": 0.5}}]
+    (folder / "kfold.json").write_text(
+        json.dumps({"folds": 3, "fit_args": ["--trainer.max_epochs", "1"], "runs": runs})
+    )
+    code, err = run_cli("kfold", "--resume", folder, *extra)
+    assert code == 1
+    assert message in err.strip().splitlines()[-1]
+    code, err = run_cli("kfold", "--resume", tmp_path / "nowhere")
+    assert code == 1 and "kfold.json not found" in err
 
 
 def test_kfold_refuses_a_fold_of_its_own(run_cli, tmp_path):
