@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from torch import Tensor
 
 from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.data.base import normalize
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import ConfigError, CorruptDataError
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,19 @@ class TrainedModel:
             for chunk in images.split(batch_size)
         ]
         return torch.cat(out) if out else torch.zeros(0, len(self.preprocessing.classes))
+
+    def classify(self, paths: Sequence[str | Path], batch_size: int = 256) -> list[tuple[str, float]]:
+        """(class name, probability) of each image file, decoded as the training images were (any mode PIL reads,
+        resized and centre-cropped to the training size); a file that cannot be read is a ``CorruptDataError``."""
+        from lightning_cnn.data.image_files import decode_files
+
+        files = [Path(p) for p in paths]
+        prep = self.preprocessing
+        images, _, errors = decode_files(files, list(range(len(files))), prep.size, prep.channels, workers=1)
+        if errors:
+            raise CorruptDataError(f"cannot read {'; '.join(errors)}")
+        best = self.probabilities(images, batch_size).max(dim=1)
+        return [(prep.classes[i], p) for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)]
 
 
 def _version(folder: Path) -> int:

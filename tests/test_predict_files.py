@@ -14,6 +14,7 @@ from PIL import Image
 
 from lightning_cnn.cli import cli_main
 from lightning_cnn.data.image_files import decode_file
+from lightning_cnn.errors import CorruptDataError
 from lightning_cnn.trained import load_trained, resolve_checkpoint
 from tests.conftest import IMAGE_FOLDER_CLASSES, write_image_folder
 from tests.trained_runs import fit_tiny_run
@@ -76,6 +77,20 @@ def test_csv_accuracy_equals_test_acc(folder_run, run_cli, tmp_path):
     correct = sum(Path(r["file"]).parent.name == r["class"] for r in rows)
     assert correct == round(test_acc * len(rows))
     assert f"({correct}/{len(rows)})" in err.strip().splitlines()[-1]
+
+
+def test_classify_from_python_agrees_with_predict_files(folder_run, run_cli, tmp_path):
+    run, data = folder_run
+    out = tmp_path / "predictions.csv"
+    assert run_cli("predict-files", "--ckpt_path", run, data / "test", "--output", out)[0] == 0
+    rows = read_csv(out)
+    trained = load_trained(run)
+    results = trained.classify([row["file"] for row in rows])
+    assert [name for name, _ in results] == [row["class"] for row in rows]
+    assert [p for _, p in results] == pytest.approx([float(row["probability"]) for row in rows], abs=1e-6)
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(CorruptDataError, match="empty.png"):
+        trained.classify([rows[0]["file"], tmp_path / "empty.png"])
 
 
 def png_claiming(width: int, height: int) -> bytes:
