@@ -253,7 +253,7 @@ def open_study(spec: SearchSpec, folder: Path, fit_args: list[str]) -> optuna.St
 
 
 def lock_folder(folder: Path) -> IO[str]:
-    """Hold ``folder/search.lock`` for this process's lifetime, so a second search process on the same folder
+    """Lock ``folder/search.lock`` until the returned file is closed, so a second search process on the same folder
     is refused instead of taking the first one's running trials for killed ones. The OS drops the lock when the
     process ends, however it ends, so a killed search resumes without clean-up."""
     folder.mkdir(parents=True, exist_ok=True)
