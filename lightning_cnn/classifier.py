@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -136,6 +137,21 @@ class ImageClassifier(LightningModule):
             }
         )
         self.test_results: dict[str, Tensor] = {}  # test_tables computed at the end of the last test epoch
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        """Lightning's loader; called on ``ImageClassifier`` itself, it builds the architecture that the checkpoint
+        records (Lightning would build the bare base class, which has none of the saved weights)."""
+        if cls is ImageClassifier and isinstance(checkpoint_path, (str, os.PathLike)):
+            from lightning_cnn.cli import checkpoint_model
+            from lightning_cnn.trained import class_of
+
+            path = Path(checkpoint_path)
+            if not path.is_file():
+                raise ConfigError(f"checkpoint file not found: {path}")
+            concrete = class_of(checkpoint_model(path), ImageClassifier, "model", path)
+            return concrete.load_from_checkpoint(checkpoint_path, *args, **kwargs)
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)

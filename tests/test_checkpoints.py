@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
-from lightning_cnn.models import LeNet5
+from lightning_cnn.classifier import ImageClassifier
+from lightning_cnn.errors import ConfigError
+from lightning_cnn.models import LeNet5, SimpleCNN
 from tests.conftest import QUICK
+from tests.trained_runs import fit_tiny_run
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -57,3 +61,14 @@ def test_test_a_saved_run_with_ckpt_path_best_or_last(mnist_dir, tmp_path):
     assert Path(best.trainer.ckpt_path).parent == run / "checkpoints"
     last = cli_main(["validate", "--ckpt_path", "last", *common])  # no saved config: the newest run
     assert Path(last.trainer.ckpt_path) == tmp_path / "lightning_logs" / "version_1" / "checkpoints" / "last.ckpt"
+
+
+def test_the_base_class_loads_the_architecture_a_checkpoint_records(mnist_dir, tmp_path):
+    run = fit_tiny_run(tmp_path, ["--data.data_dir", str(mnist_dir)], model="SimpleCNN")
+    last = run / "checkpoints" / "last.ckpt"
+    model = ImageClassifier.load_from_checkpoint(last, map_location="cpu")
+    assert type(model) is SimpleCNN  # Lightning alone builds a bare ImageClassifier and fails on its weights
+    saved = torch.load(last, weights_only=False, map_location="cpu")["state_dict"]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
+    with pytest.raises(ConfigError, match="checkpoint file not found"):
+        ImageClassifier.load_from_checkpoint(tmp_path / "missing.ckpt")
