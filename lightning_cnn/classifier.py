@@ -143,8 +143,7 @@ class ImageClassifier(LightningModule):
         """Lightning's loader; called on ``ImageClassifier`` itself, it builds the architecture that the checkpoint
         records (Lightning would build the bare base class, which has none of the saved weights)."""
         if cls is ImageClassifier and isinstance(checkpoint_path, (str, os.PathLike)):
-            from lightning_cnn.cli import checkpoint_model
-            from lightning_cnn.trained import class_of
+            from lightning_cnn.trained import checkpoint_model, class_of
 
             path = Path(checkpoint_path)
             if not path.is_file():

@@ -11,7 +11,6 @@ import importlib
 import os
 import sys
 import warnings
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.preview import AugmentationPreview
 from lightning_cnn.report import EvaluationReport
+from lightning_cnn.trained import checkpoint_model, read_checkpoint
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -257,17 +257,6 @@ def check_config_files(args: list[str]) -> None:
             raise ConfigError(f"config file {value} is {kind}; see configs/ for examples")
 
 
-def checkpoint_model(path: Path) -> str | None:
-    """The class path of the model saved in checkpoint ``path``; fail with one line when it is not a checkpoint."""
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(f"ckpt_path: {path} is not a PyTorch checkpoint (a .ckpt written by a lightning_cnn run)")
-    try:  # mmap: only the metadata is read, not the weights
-        checkpoint = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
-    except Exception as err:
-        raise ConfigError(f"ckpt_path: cannot read {path} ({type(err).__name__}: {err})") from err
-    return (checkpoint.get("hyper_parameters") or {}).get("_class_path")
-
-
 def check_checkpoint_model(path: Path, model_class_path: str | None) -> None:
     """A checkpoint of one model given with another explicitly chosen one is an error, not a silent switch."""
     saved = checkpoint_model(path)
@@ -282,7 +271,7 @@ def check_checkpoint_model(path: Path, model_class_path: str | None) -> None:
 
 def check_weights_fit(path: Path, model: torch.nn.Module) -> None:
     """A checkpoint whose weights have other names or shapes than ``model``'s fails with one line naming the first."""
-    saved = torch.load(path, map_location="cpu", mmap=True, weights_only=False).get("state_dict") or {}
+    saved = read_checkpoint(path, mmap=True).get("state_dict") or {}
     own = model.state_dict()
     problems = [f"size mismatch for {k}: checkpoint {list(v.shape)}, model {list(own[k].shape)}"
                 for k, v in saved.items() if k in own and v.shape != own[k].shape]  # fmt: skip

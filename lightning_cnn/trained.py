@@ -128,13 +128,20 @@ def _recorded_best(last: Path) -> Path | None:
     return None
 
 
-def _read_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The contents of checkpoint file ``path``; with ``mmap`` the weights stay on disk until used, so reading the
+    metadata is cheap. Anything but a readable PyTorch checkpoint is one ``ConfigError`` line."""
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"ckpt_path: {path} is not a PyTorch checkpoint (a .ckpt written by a lightning_cnn run)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
     except Exception as err:
         raise ConfigError(f"ckpt_path: cannot read {path} ({type(err).__name__}: {err})") from err
+
+
+def checkpoint_model(path: Path) -> str | None:
+    """The class path of the model saved in checkpoint ``path``."""
+    return (read_checkpoint(path, mmap=True).get("hyper_parameters") or {}).get("_class_path")
 
 
 def class_of(class_path: str | None, base: type, what: str, path: Path) -> type:
@@ -171,7 +178,7 @@ def _preprocessing(checkpoint: dict[str, Any], path: Path) -> Preprocessing:
 def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
     """The model of checkpoint or run folder ``path`` in eval mode on ``device``, with its preprocessing."""
     checkpoint_path = resolve_checkpoint(path)
-    checkpoint = _read_checkpoint(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path)
     hparams = checkpoint.get("hyper_parameters") or {}
     cls = class_of(hparams.get("_class_path"), ImageClassifier, "model", checkpoint_path)
     try:
