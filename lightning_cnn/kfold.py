@@ -49,25 +49,28 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     return args, fit_args
 
 
-def load_previous(folder: Path, folds: int | None, fit_args: list[str]) -> dict[str, Any]:
-    """The record of an interrupted cross-validation in ``folder``, checked against the options given now (none
-    given: the recorded ones apply)."""
+def load_previous(
+    folder: Path, folds: int | None, fit_args: list[str]
+) -> tuple[int, list[str], list[dict[str, Any]], float]:
+    """Folds, fit options, finished runs and wall time recorded by an interrupted cross-validation in ``folder``,
+    checked against the options given now (none given: the recorded ones apply)."""
     path = folder / "kfold.json"
     try:
         record = json.loads(path.read_text())
-        recorded = (int(record["folds"]), [str(a) for a in record["fit_args"]], list(record["runs"]))
+        recorded_folds, recorded_args = int(record["folds"]), [str(a) for a in record["fit_args"]]
+        runs, seconds = list(record["runs"]), float(record.get("wall_time_s", 0.0))
     except FileNotFoundError:
         raise ConfigError(f"--resume: {path} not found; give a kfold_* folder that a kfold run wrote") from None
     except (ValueError, KeyError, TypeError) as err:
         raise ConfigError(f"--resume: {path} is not a kfold record ({err})") from None
-    if folds is not None and folds != recorded[0]:
-        raise ConfigError(f"--resume: {folder} has {recorded[0]} folds, not {folds}; leave --folds out")
-    if fit_args and fit_args != recorded[1]:
+    if folds is not None and folds != recorded_folds:
+        raise ConfigError(f"--resume: {folder} has {recorded_folds} folds, not {folds}; leave --folds out")
+    if fit_args and fit_args != recorded_args:
         raise ConfigError(
-            f"--resume: {folder} was run with other fit options ({' '.join(recorded[1]) or 'none'}); give no fit"
+            f"--resume: {folder} was run with other fit options ({' '.join(recorded_args) or 'none'}); give no fit"
             " options to go on with those"
         )
-    return record
+    return recorded_folds, recorded_args, runs, seconds
 
 
 def summarize(runs: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -107,9 +110,8 @@ def main(argv: Sequence[str]) -> None:
     runs: list[dict[str, Any]] = []
     start = time.monotonic()
     if folder is not None:
-        record = load_previous(folder, args.folds, fit_args)
-        args.folds, fit_args, runs = record["folds"], record["fit_args"], record["runs"]
-        start -= record.get("wall_time_s", 0.0)
+        args.folds, fit_args, runs, seconds = load_previous(folder, args.folds, fit_args)
+        start -= seconds
         print(f"kfold: resuming {folder}: {len(runs)} of {args.folds} folds done", file=sys.stderr, flush=True)
     runs_root = runs_folder(fit_args)  # every option checked before the first fold
     done = {run["fold"] for run in runs}
