@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import lightning as L
+
+ROOT = Path(__file__).parent.parent
 
 
 class SignalAt(L.Callback):
@@ -42,3 +47,11 @@ class SignalInRun(L.Callback):
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.logger is not None and trainer.logger.version == self.version and batch_idx == 0:
             os.kill(os.getpid(), self.signal)
+
+
+def run_in_child(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``python -m lightning_cnn ARGS`` in a child process, which the faults above can kill (a test process must
+    survive it); ``tests.faults`` is importable there."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "lightning_cnn", *map(str, args)]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,9 +14,9 @@ import yaml
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.data.base import split_indices
 from tests.conftest import QUICK
+from tests.faults import run_in_child
 from tests.test_cli import scalars
 
-ROOT = Path(__file__).parent.parent
 KFOLD_QUICK = [*QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
 
 
@@ -109,9 +106,7 @@ def test_an_interrupted_cross_validation_resumes_with_only_the_missing_folds(run
     kill = ["--trainer.callbacks+=tests.faults.SignalInRun", "--trainer.callbacks.version", "1"]
     args = ["kfold", "--folds", "3", "--data.data_dir", str(mnist_dir), "--trainer.default_root_dir", str(tmp_path),
             *KFOLD_QUICK, *kill]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    child = subprocess.run([sys.executable, "-m", "lightning_cnn", *map(str, args)], cwd=ROOT, env=env,
-                           capture_output=True, text=True, timeout=300)  # fmt: skip
+    child = run_in_child(*args)
     assert child.returncode == -9, child.stderr  # SIGKILL as fold 1 (version_1) starts training
     logs = tmp_path / "lightning_logs"
     (folder,) = logs.glob("kfold_*")

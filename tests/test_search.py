@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import os
-import subprocess
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,6 +17,7 @@ from optuna.trial import TrialState
 from lightning_cnn.experiment import runs_folder
 from lightning_cnn.search import ReportToTrial, load_spec, lock_folder, override_args
 from tests.conftest import QUICK
+from tests.faults import run_in_child
 from tests.test_cli import scalars
 
 ROOT = Path(__file__).parent.parent
@@ -95,9 +94,7 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(run_cli, mnist_
     space = write_space(tmp_path, RANDOM_SPACE)
     args = ["search", "--space", str(space), "--data.data_dir", str(mnist_dir), "--trainer.default_root_dir",
             str(tmp_path), *SEARCH_QUICK, "--trainer.callbacks+=tests.faults.SignalInRun"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    child = subprocess.run([sys.executable, "-m", "lightning_cnn", *args], cwd=ROOT, env=env, capture_output=True,
-                           text=True, timeout=300)  # fmt: skip
+    child = run_in_child(*args)
     assert child.returncode == -9, child.stderr  # SIGKILL in the third trial's run (version_2)
     logs = tmp_path / "lightning_logs"
     search_dir = logs / "search_space"
