@@ -4,8 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # The CUDA build of torch also runs on CPU; pip takes these versions from the local disk where it can.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-# Datasets: $LIGHTNING_CNN_DATA if set, else ../shared/data when it exists (offline copy), else ./data.
-export LIGHTNING_CNN_DATA ?= $(if $(wildcard ../shared/data/MNIST),$(abspath ../shared/data),$(abspath data))
+# Datasets: $LIGHTNING_CNN_DATA if set, else ./data (downloaded there on first use).
+export LIGHTNING_CNN_DATA ?= $(abspath data)
 CONFIG ?= configs/mnist/lenet5.yaml
 
 .PHONY: install fit test test-fast lint format tensorboard clean

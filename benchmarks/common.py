@@ -1,9 +1,8 @@
 """What the benchmarks share: the data, the tutorial baseline pipeline, a plain training loop, timing.
 
 Data: CIFAR shapes come from the CIFAR-10 JPEG copy (decoded once by ``ImageFolderDataModule`` and
-cached), MNIST from the official files; both found through ``$LIGHTNING_CNN_DATA`` (default
-``../shared/data`` here). Baseline and ours always run alternately in one process, so a busy machine
-slows both alike.
+cached), MNIST from the official files; both found like any command finds them: ``$LIGHTNING_CNN_DATA``, else
+``./data``. Baseline and ours always run alternately in one process and are compared as a ratio.
 """
 
 from __future__ import annotations
@@ -27,12 +26,11 @@ from torchvision import transforms
 from lightning_cnn.data import ImageDataModule, ImageFolderDataModule, MNISTDataModule
 
 ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("LIGHTNING_CNN_DATA", str(ROOT.parent / "shared" / "data"))
 CIFAR_JPEG = "cifar10-jpeg.tar.gz"
 
 
 def machine() -> str:
-    """One line naming the CPU, cores, torch threads and the load right now."""
+    """One line naming the CPU, cores, torch threads and the torch and Lightning versions."""
     model = next(
         (
             line.split(":", 1)[1].strip()
@@ -41,10 +39,9 @@ def machine() -> str:
         ),
         platform.processor(),
     )
-    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     return (
         f"{model}, {os.cpu_count()} cores, torch {torch.__version__} with {torch.get_num_threads()} threads,"
-        f" load average {load}"
+        f" Lightning {L.__version__}"
     )
 
 
@@ -149,7 +146,7 @@ def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, li
 
 
 def best(seconds: list[float]) -> float:
-    """The fastest repeat: the least disturbed by other processes on a shared machine."""
+    """The fastest repeat: the least disturbed by anything else the machine runs."""
     return min(seconds)
 
 

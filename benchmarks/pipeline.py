@@ -44,7 +44,7 @@ def main() -> None:
             pass
         return time.perf_counter() - start
 
-    # one torch thread as well: on a machine shared with other jobs, intra-op threads wait on each other
+    # one torch thread as well, so the comparison measures the pipelines, not intra-op threading
     runs = {"tutorial": tutorial, "ours": ours, "ours, 1 thread": lambda: ours(threads=1)}
     times = alternate(runs, args.rounds)
     rate = {name: n / best(seconds) for name, seconds in times.items()}

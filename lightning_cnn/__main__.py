@@ -1,5 +1,5 @@
 """``python -m lightning_cnn`` runs the command line."""
 
-from lightning_cnn.cli import main
+from lightning_cnn.commands import main
 
 main()

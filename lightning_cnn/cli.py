@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 import warnings
@@ -17,24 +16,30 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
-from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info
-from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from lightning_cnn.callbacks import RunCheckpoint
-from lightning_cnn.checkpoint_io import AtomicCheckpointIO
-from lightning_cnn.classifier import ImageClassifier, check_monitor
+from lightning_cnn.checkpoints import (
+    checkpoint_model,
+    newest_run,
+    read_checkpoint,
+    run_checkpoint,
+    run_of_configs,
+    run_version,
+    runs_under,
+)
 from lightning_cnn.data import DATAMODULES, ImageDataModule
-from lightning_cnn.errors import ConfigError, LightningCnnError
-from lightning_cnn.loggers import RunLogger
+from lightning_cnn.errors import ConfigError
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
-from lightning_cnn.preview import AugmentationPreview
-from lightning_cnn.report import EvaluationReport
-from lightning_cnn.trained import checkpoint_model, read_checkpoint
+from lightning_cnn.models.base import ImageClassifier, check_monitor
+from lightning_cnn.training.callbacks import RunCheckpoint
+from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
+from lightning_cnn.training.loggers import RunLogger
+from lightning_cnn.training.preview import AugmentationPreview
+from lightning_cnn.training.report import EvaluationReport
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -117,24 +122,24 @@ class CNNLightningCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path:
             return
-        runs = Path(config.trainer.get("default_root_dir") or ".") / "lightning_logs"
+        runs = runs_under(config.trainer.get("default_root_dir") or ".")
         if ckpt_path in ("last", "best"):
-            run_dir = _run_of_configs(config.get("config") or []) or _newest_run(runs)
-            last = run_dir / "checkpoints" / "last.ckpt" if run_dir else None
-            if last is None or not last.is_file():
+            # the run whose config.yaml was given, and no other; without one, the newest run under the root
+            run_dir = run_of_configs(config.get("config") or []) or newest_run(runs)
+            if run_dir is None:
                 raise ConfigError(
-                    f"ckpt_path: '{ckpt_path}' found no {runs}/version_*/checkpoints/last.ckpt; train first, or"
-                    " give the path of a checkpoint file"
+                    f"ckpt_path: '{ckpt_path}' found no run with a checkpoint under {runs}; train first, or give"
+                    " the run's config.yaml with --config, or the path of a checkpoint file"
                 )
-            config.ckpt_path = str(last if ckpt_path == "last" else _best_checkpoint(last))
+            config.ckpt_path = str(run_checkpoint(run_dir, ckpt_path))
         path = Path(config.ckpt_path)
         if not path.is_file():
             raise ConfigError(f"ckpt_path: checkpoint file not found: {config.ckpt_path}")
         check_checkpoint_model(path, (config.get("model") or {}).get("class_path"))
         run_dir = path.resolve().parent.parent
-        in_a_run = path.parent.name == "checkpoints" and _version(run_dir) >= 0
+        in_a_run = path.parent.name == "checkpoints" and run_version(run_dir) >= 0
         if self.subcommand == "fit" and in_a_run and run_dir.parent.resolve() == runs.resolve():
-            self._resume_version = _version(run_dir)
+            self._resume_version = run_version(run_dir)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
@@ -181,35 +186,6 @@ class CNNLightningCLI(LightningCLI):
         checkpoint = self.trainer.checkpoint_callback
         best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
         self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
-
-
-def _version(run_dir: Path) -> int:
-    """N for a ``version_N`` folder, -1 for anything else."""
-    prefix, _, number = run_dir.name.partition("_")
-    return int(number) if prefix == "version" and number.isdigit() else -1
-
-
-def _run_of_configs(config_files: list[Any]) -> Path | None:
-    """The run folder of a saved ``lightning_logs/version_N/config.yaml`` among the ``--config`` files."""
-    for config_file in reversed(config_files):
-        folder = Path(getattr(config_file, "absolute", None) or str(config_file)).parent
-        if _version(folder) >= 0 and (folder / "checkpoints").is_dir():
-            return folder
-    return None
-
-
-def _newest_run(runs: Path) -> Path | None:
-    found = sorted(runs.glob("version_*/checkpoints/last.ckpt"), key=lambda p: _version(p.parent.parent))
-    return found[-1].parent.parent if found else None
-
-
-def _best_checkpoint(last: Path) -> Path:
-    """The best checkpoint a run recorded: its checkpoint callback's state in ``last.ckpt``."""
-    state = torch.load(last, map_location="cpu", weights_only=True).get("callbacks", {})
-    best = next((v["best_model_path"] for v in state.values() if v.get("best_model_path")), None)
-    if best is None or not Path(best).is_file():
-        raise ConfigError(f"ckpt_path: 'best' is not recorded in {last} (or its file is gone); give a checkpoint path")
-    return Path(best)
 
 
 def cli_main(
@@ -283,60 +259,3 @@ def check_weights_fit(path: Path, model: torch.nn.Module) -> None:
             " was it trained with other model options or on another dataset? Use the run's own config.yaml with"
             " --config"
         )
-
-
-def _user_error(err: BaseException) -> BaseException | None:
-    """The user-facing error behind ``err``: jsonargparse wraps errors raised in constructors."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, (LightningCnnError, MisconfigurationException)):
-            return seen
-        if isinstance(seen, ModuleNotFoundError) and "Requirement" in str(seen):  # e.g. trainer.accelerator tpu
-            return seen
-        if isinstance(seen, RuntimeError) and "Error(s) in loading state_dict" in str(seen):
-            first = next((line.strip() for line in str(seen).splitlines()[1:] if line.strip()), "")
-            return ConfigError(
-                f"ckpt_path: the checkpoint's weights do not fit this model ({first[:200]}); was it trained with"
-                " other model options or on another dataset? Use the run's own config.yaml with --config"
-            )
-        seen = seen.__cause__ or seen.__context__
-    return None
-
-
-# Experiment tools beside LightningCLI's subcommands: `python -m lightning_cnn NAME ...` runs MODULE.main(argv).
-TOOLS: dict[str, str] = {
-    "predict-files": "lightning_cnn.predict_files",
-    "ensemble": "lightning_cnn.ensemble",
-    "export": "lightning_cnn.export",
-    "kfold": "lightning_cnn.kfold",
-    "search": "lightning_cnn.search",
-}
-
-
-def main(args: list[str] | None = None) -> None:
-    """Console entry point: user errors become one line on stderr and a non-zero exit."""
-    if sys.argv and sys.argv[0].endswith("__main__.py"):
-        sys.argv[0] = "python -m lightning_cnn"
-    argv = sys.argv[1:] if args is None else args
-    try:
-        if argv and argv[0] in TOOLS:
-            importlib.import_module(TOOLS[argv[0]]).main(argv[1:])
-            return
-        check_config_files(argv)
-        cli_main(args)
-    except KeyboardInterrupt:
-        sys.stderr.write("interrupted\n")
-        sys.exit(130)
-    except SIGTERMException:  # Lightning's, raised after the checkpoint callback saved interrupted.ckpt
-        sys.stderr.write("terminated by SIGTERM\n")
-        sys.exit(143)
-    except Exception as err:
-        user_error = _user_error(err)
-        if user_error is None:
-            raise
-        sys.stderr.write(f"error: {' '.join(str(user_error).split())}\n")
-        sys.exit(1)
-
-
-if __name__ == "__main__":
-    main()

@@ -19,3 +19,23 @@ class ConfigError(LightningCnnError):
 
 class DivergedError(LightningCnnError):
     """The training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+def user_error(err: BaseException) -> BaseException | None:
+    """The user-facing error behind ``err``, if any: jsonargparse and Lightning wrap errors raised in constructors."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, (LightningCnnError, MisconfigurationException)):
+            return seen
+        if isinstance(seen, ModuleNotFoundError) and "Requirement" in str(seen):  # e.g. trainer.accelerator tpu
+            return seen
+        if isinstance(seen, RuntimeError) and "Error(s) in loading state_dict" in str(seen):
+            first = next((line.strip() for line in str(seen).splitlines()[1:] if line.strip()), "")
+            return ConfigError(
+                f"ckpt_path: the checkpoint's weights do not fit this model ({first[:200]}); was it trained with"
+                " other model options or on another dataset? Use the run's own config.yaml with --config"
+            )
+        seen = seen.__cause__ or seen.__context__
+    return None

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from torchvision.datasets import CIFAR10
 
-from lightning_cnn.cli import main
+from lightning_cnn.commands import main
 
 
 def synthetic_images(n: int, shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:

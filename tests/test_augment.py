@@ -184,7 +184,7 @@ def test_short_names_work_on_the_command_line(run_cli, mnist_dir, tmp_path, caps
 
 
 def test_image_grid_is_uint8_chw_with_a_tile_per_image():
-    from lightning_cnn.preview import CAPTION, MIN_TILE, image_grid
+    from lightning_cnn.training.preview import CAPTION, MIN_TILE, image_grid
 
     grid = image_grid(torch.rand(10, 1, 28, 28), torch.arange(10), tuple("abcdefghij"))
     assert grid.dtype == torch.uint8 and grid.shape[0] == 3
@@ -216,7 +216,7 @@ def test_fit_logs_the_first_augmented_batch_to_tensorboard(run_cli, mnist_dir, t
 def test_preview_command_writes_the_grid_of_a_config(mnist_dir, tmp_path, capsys):
     from PIL import Image
 
-    from lightning_cnn.preview import main
+    from lightning_cnn.training.preview import main
 
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import LeNet5, SimpleCNN
+from lightning_cnn.models.base import ImageClassifier
 from tests.conftest import QUICK
 from tests.trained_runs import fit_tiny_run
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_cnn.checkpoints import resolve_checkpoint
 from lightning_cnn.data import MNISTDataModule
-from lightning_cnn.trained import load_trained, resolve_checkpoint
+from lightning_cnn.inference.trained import load_trained
 from tests.trained_runs import fit_tiny_run
 
 
@@ -45,7 +46,7 @@ def test_json_matches_a_manual_softmax_average(mnist_runs, mnist_dir, run_cli, t
 
 
 def test_table_lists_members_mean_and_ensemble(mnist_runs, mnist_dir, capsys, tmp_path):
-    from lightning_cnn.cli import main
+    from lightning_cnn.commands import main
 
     main(["ensemble", "--ckpt_path", *map(str, mnist_runs[:2]), "--data.data_dir", str(mnist_dir),
           "--output", str(tmp_path / "e.json")])  # fmt: skip

@@ -1,8 +1,9 @@
-"""``python -m lightning_cnn.model_table``: parameters and FLOPs of every registered model."""
+"""``python -m lightning_cnn.training.model_table``: parameters and FLOPs of every registered model."""
 
 from __future__ import annotations
 
-from lightning_cnn.model_table import (
+from lightning_cnn.models import MLP, LeNet5
+from lightning_cnn.training.model_table import (
     CONFIGS,
     flops_per_image,
     markdown_table,
@@ -11,7 +12,6 @@ from lightning_cnn.model_table import (
     recipe_table,
     recipes,
 )
-from lightning_cnn.models import MLP, LeNet5
 
 
 def test_flops_count_two_per_multiply_add():

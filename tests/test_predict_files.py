@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lightning_cnn.checkpoints import resolve_checkpoint
 from lightning_cnn.cli import cli_main
 from lightning_cnn.data.image_files import decode_file
 from lightning_cnn.errors import CorruptDataError
-from lightning_cnn.trained import load_trained, resolve_checkpoint
+from lightning_cnn.inference.trained import load_trained
 from tests.conftest import IMAGE_FOLDER_CLASSES, write_image_folder
 from tests.trained_runs import fit_tiny_run
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
-from lightning_cnn.checkpoint_io import AtomicCheckpointIO
-from lightning_cnn.loggers import RunLogger
+from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
+from lightning_cnn.training.loggers import RunLogger
 from tests.conftest import QUICK
 from tests.test_cli import scalars
 

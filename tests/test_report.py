@@ -13,9 +13,9 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from lightning_cnn.classifier import ImageClassifier, check_monitor
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.preview import image_grid
+from lightning_cnn.models.base import ImageClassifier, check_monitor
+from lightning_cnn.training.preview import image_grid
 from tests.conftest import QUICK
 from tests.test_cli import scalars
 

@@ -14,8 +14,8 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
-from lightning_cnn.experiment import runs_folder
-from lightning_cnn.search import ReportToTrial, load_spec, lock_folder, override_args
+from lightning_cnn.experiments.runner import runs_folder
+from lightning_cnn.experiments.search import ReportToTrial, load_spec, lock_folder, override_args
 from tests.conftest import QUICK
 from tests.faults import run_in_child
 from tests.test_cli import scalars

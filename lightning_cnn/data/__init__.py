@@ -1,13 +1,9 @@
-"""Data modules: every dataset on the one in-memory base, registered in ``DATAMODULES``."""
+"""Data modules: every dataset on the one in-memory base, registered with ``@DATAMODULES.register``."""
 
-from lightning_cnn.data.base import DATA_ENV_VAR, ImageDataModule, resolve_data_dir
+from lightning_cnn.data.base import DATA_ENV_VAR, DATAMODULES, ImageDataModule, resolve_data_dir
 from lightning_cnn.data.cifar10 import CIFAR10DataModule
 from lightning_cnn.data.image_folder import ImageFolderDataModule
 from lightning_cnn.data.mnist import MNISTDataModule
-
-DATAMODULES: dict[str, type[ImageDataModule]] = {
-    cls.__name__: cls for cls in (MNISTDataModule, CIFAR10DataModule, ImageFolderDataModule)
-}
 
 __all__ = [
     "DATAMODULES",

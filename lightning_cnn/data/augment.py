@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.registry import Registry
 
 
 def _check_range(name: str, value: float, low: float, high: float = math.inf) -> None:
@@ -60,6 +61,10 @@ class BatchAugmentation:
         return f"{type(self).__name__}({args})"
 
 
+AUGMENTATIONS: Registry[type[BatchAugmentation]] = Registry("augmentations")
+
+
+@AUGMENTATIONS.register
 class RandomCrop(BatchAugmentation):
     """Pad every side by ``padding`` pixels (zeros), then crop the original size at a random place per image.
 
@@ -87,6 +92,7 @@ class RandomCrop(BatchAugmentation):
         return padded.gather(2, index).view(n, c, h, w)
 
 
+@AUGMENTATIONS.register
 class HorizontalFlip(BatchAugmentation):
     """Mirror each image left-right with probability ``p``.
 
@@ -103,6 +109,7 @@ class HorizontalFlip(BatchAugmentation):
         return torch.where(_per_sample(flip), images.flip(3), images)
 
 
+@AUGMENTATIONS.register
 class Rotation(BatchAugmentation):
     """Rotate each image about its centre by an angle drawn uniformly in [-degrees, degrees] (zeros fill).
 
@@ -125,6 +132,7 @@ class Rotation(BatchAugmentation):
         return _affine(images, theta)
 
 
+@AUGMENTATIONS.register
 class RandomResizedCrop(BatchAugmentation):
     """Crop a random box per image (area fraction in ``scale``, aspect ratio in ``ratio``), resize it back.
 
@@ -156,6 +164,7 @@ class RandomResizedCrop(BatchAugmentation):
         return _affine(images, theta)
 
 
+@AUGMENTATIONS.register
 class ColorJitter(BatchAugmentation):
     """Random brightness, contrast, saturation and hue per image, in that order; results clamped to [0, 1].
 
@@ -220,6 +229,7 @@ class ColorJitter(BatchAugmentation):
         return torch.bmm(matrix, images.reshape(n, c, h * w)).view(n, c, h, w).clamp(0, 1)
 
 
+@AUGMENTATIONS.register
 class GaussianNoise(BatchAugmentation):
     """Add Gaussian noise of standard deviation ``std`` to each image with probability ``p``.
 
@@ -250,6 +260,7 @@ def _erase_boxes(images: Tensor, top: Tensor, left: Tensor, height: Tensor, widt
     return (in_rows.unsqueeze(2) & in_cols.unsqueeze(1)).unsqueeze(1)
 
 
+@AUGMENTATIONS.register
 class RandomErasing(BatchAugmentation):
     """With probability ``p``, fill one random box per image (Zhong et al. 2017) with ``value``.
 
@@ -287,6 +298,7 @@ class RandomErasing(BatchAugmentation):
         return images.masked_fill(mask, self.value)
 
 
+@AUGMENTATIONS.register
 class Cutout(BatchAugmentation):
     """With probability ``p``, zero a ``size`` × ``size`` square centred anywhere in the image (DeVries 2017).
 
@@ -310,21 +322,6 @@ class Cutout(BatchAugmentation):
         mask = _erase_boxes(images, top, left, side, side)
         mask &= _per_sample(torch.rand(n, device=device) < self.p)
         return images.masked_fill(mask, 0.0)
-
-
-AUGMENTATIONS: dict[str, type[BatchAugmentation]] = {
-    cls.__name__: cls
-    for cls in (
-        RandomCrop,
-        HorizontalFlip,
-        Rotation,
-        RandomResizedCrop,
-        ColorJitter,
-        GaussianNoise,
-        RandomErasing,
-        Cutout,
-    )
-}
 
 
 def apply_all(augmentations: list[BatchAugmentation] | tuple[BatchAugmentation, ...], images: Tensor) -> Tensor:

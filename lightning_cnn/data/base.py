@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_cnn.data.augment import BatchAugmentation, apply_all
 from lightning_cnn.errors import ConfigError, DataNotFoundError
+from lightning_cnn.registry import Registry
 
 DATA_ENV_VAR = "LIGHTNING_CNN_DATA"
 
@@ -313,7 +314,11 @@ class ImageDataModule(LightningDataModule):
         return {"preprocessing": self.preprocessing()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Nothing to restore: the preprocessing record is read by ``lightning_cnn.trained``, not by training."""
+        """Nothing to restore: the preprocessing record is read by ``inference.trained``, not by training."""
+
+
+# Every data module, registered where it is defined with ``@DATAMODULES.register``.
+DATAMODULES: Registry[type[ImageDataModule]] = Registry("data modules")
 
 
 def normalize(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:

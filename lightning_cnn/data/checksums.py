@@ -1,7 +1,7 @@
 """Dataset files checked against their published checksums before training reads them.
 
-A ``SHA256SUMS`` file at the data root (``sha256sum`` format, paths relative to the root; the offline copy in
-``../shared/data`` has one) lists the expected sums; files it does not list are checked against the official MD5
+A ``SHA256SUMS`` file at the data root (``sha256sum`` format, paths relative to the root, as an offline
+copy of the data may ship) lists the expected sums; files it does not list are checked against the official MD5
 that torchvision publishes for its downloads, when there is one. A mismatch stops the run with one line naming
 the file and how to get a good copy, so training never starts on a truncated or altered file.
 """

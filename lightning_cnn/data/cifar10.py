@@ -8,10 +8,11 @@ import torch
 from torch import Tensor
 from torchvision.datasets import CIFAR10
 
-from lightning_cnn.data.base import ImageDataModule
+from lightning_cnn.data.base import DATAMODULES, ImageDataModule
 from lightning_cnn.errors import CorruptDataError
 
 
+@DATAMODULES.register
 class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10 from ``<data_dir>/cifar-10-batches-py`` (torchvision's layout, checked against its MD5 sums)."""
 

@@ -16,7 +16,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import Tensor
 
 from lightning_cnn.data.augment import BatchAugmentation
-from lightning_cnn.data.base import ImageDataModule
+from lightning_cnn.data.base import DATAMODULES, ImageDataModule
 from lightning_cnn.data.image_files import (
     class_folders,
     decode_files,
@@ -31,6 +31,7 @@ from lightning_cnn.errors import ConfigError, DataNotFoundError
 MAX_REPORTED = 20  # unreadable files named one by one, then a count
 
 
+@DATAMODULES.register
 class ImageFolderDataModule(ImageDataModule):
     """Images in ``<root>/<train_dir>/<class>/*`` (and optionally ``<root>/<test_dir>/<class>/*``).
 

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torchvision.datasets import MNIST
 
-from lightning_cnn.data.base import ImageDataModule
+from lightning_cnn.data.base import DATAMODULES, ImageDataModule
 from lightning_cnn.data.checksums import verify_file
 from lightning_cnn.errors import CorruptDataError
 
@@ -24,7 +24,7 @@ def read_idx(path: Path) -> Tensor:
     """Parse an IDX file of unsigned bytes, plain or gzipped, into a uint8 tensor of its stated shape.
 
     torchvision's reader needs the files unpacked next to the archives; reading the ``.gz`` directly
-    lets a read-only copy of the official files (a shared drive, ``../shared/data``) serve as-is.
+    lets a read-only copy of the official files (a network drive, say) serve as-is.
     """
     opener = gzip.open if path.suffix == ".gz" else open
     try:
@@ -43,6 +43,7 @@ def read_idx(path: Path) -> Tensor:
     return torch.frombuffer(bytearray(data[4 + 4 * ndim :]), dtype=torch.uint8).view(*shape)
 
 
+@DATAMODULES.register
 class MNISTDataModule(ImageDataModule):
     """MNIST from ``<data_dir>/MNIST/raw`` (the layout torchvision downloads into), ``.gz`` or unpacked."""
 

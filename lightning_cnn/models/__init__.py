@@ -1,15 +1,15 @@
-"""Every architecture, registered once: the CLI, the error messages and the tests read ``MODELS``."""
+"""Every architecture: each family's module registers its classes in ``MODELS`` with ``@MODELS.register``.
 
-from lightning_cnn.classifier import ImageClassifier
+A model of your own needs no entry here: subclass ``ImageClassifier`` in your own file and give its class path
+(``--model my_package.MyNet``); decorate it with ``@MODELS.register`` to use its short name as well.
+"""
+
 from lightning_cnn.models.alexnet import AlexNet
+from lightning_cnn.models.base import MODELS, ImageClassifier
 from lightning_cnn.models.convnet import ConvNet
 from lightning_cnn.models.lenet import LeNet5
 from lightning_cnn.models.mlp import MLP
 from lightning_cnn.models.resnet import ResNet18
 from lightning_cnn.models.simple_cnn import SimpleCNN
-
-MODELS: dict[str, type[ImageClassifier]] = {
-    cls.__name__: cls for cls in (MLP, SimpleCNN, ConvNet, LeNet5, AlexNet, ResNet18)
-}
 
 __all__ = ["MODELS", "AlexNet", "ConvNet", "ImageClassifier", "LeNet5", "MLP", "ResNet18", "SimpleCNN"]

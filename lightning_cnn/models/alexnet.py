@@ -6,17 +6,17 @@ from typing import Any
 
 from torch import nn
 
-from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import blocks
-from lightning_cnn.models.blocks import ActivationName
-from lightning_cnn.models.layers import flat_features
+from lightning_cnn.models.base import MODELS, ImageClassifier
+from lightning_cnn.models.blocks import ActivationName, flat_features
 
 # the original widths: five conv layers, then two hidden linear layers
 CONV_WIDTHS = (64, 192, 384, 256, 256)
 LINEAR_WIDTH = 4096
 
 
+@MODELS.register
 class AlexNet(ImageClassifier):
     """Five conv layers (5×5, 5×5, 3×3, 3×3, 3×3) with overlapping 3×3 stride-2 max-pooling after the 1st, 2nd
     and 5th, then three linear layers, the first two behind dropout, as in the original.

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Literal, get_args
 
+import torch
 from torch import nn
 
 from lightning_cnn.errors import ConfigError
@@ -97,3 +98,9 @@ def downsample(name: str, channels: int, option: str = "model.pooling") -> nn.Mo
 def conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
     """Height or width after a conv or pooling layer (PyTorch's floor formula)."""
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def flat_features(features: nn.Module, input_shape: tuple[int, int, int]) -> int:
+    """Number of features ``features`` produces for one image, so heads fit any input size."""
+    with torch.no_grad():
+        return features(torch.zeros(1, *input_shape)).flatten(1).shape[1]

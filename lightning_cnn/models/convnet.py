@@ -11,13 +11,13 @@ from typing import Any, Literal, get_args
 
 from torch import nn
 
-from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import blocks
-from lightning_cnn.models.blocks import ActivationName, HeadName, NormName, PoolingName
-from lightning_cnn.models.layers import flat_features
+from lightning_cnn.models.base import MODELS, ImageClassifier
+from lightning_cnn.models.blocks import ActivationName, HeadName, NormName, PoolingName, flat_features
 
 
+@MODELS.register
 class ConvNet(ImageClassifier):
     """Conv stages (conv → norm → activation → spatial dropout → pool), then linear layers to the classes.
 

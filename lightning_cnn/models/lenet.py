@@ -7,12 +7,12 @@ from typing import Any, Literal
 
 from torch import nn
 
-from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.models import blocks
-from lightning_cnn.models.blocks import ActivationName
-from lightning_cnn.models.layers import flat_features
+from lightning_cnn.models.base import MODELS, ImageClassifier
+from lightning_cnn.models.blocks import ActivationName, flat_features
 
 
+@MODELS.register
 class LeNet5(ImageClassifier):
     """LeNet-5; ``activation: tanh`` with ``pooling: avg`` gives the original, ReLU + max pooling the modern one.
 

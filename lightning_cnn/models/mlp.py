@@ -8,11 +8,12 @@ from typing import Any
 
 from torch import nn
 
-from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.models import blocks
+from lightning_cnn.models.base import MODELS, ImageClassifier
 from lightning_cnn.models.blocks import ActivationName
 
 
+@MODELS.register
 class MLP(ImageClassifier):
     """Flatten the image, then ``hidden`` linear layers, each followed by the activation, then the classes.
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
-from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.models.base import MODELS, ImageClassifier
 
 
 def hub_checkpoint(url: str) -> str:
@@ -36,6 +36,7 @@ def load_imagenet_state(name: str) -> dict[str, torch.Tensor]:
         ) from err
 
 
+@MODELS.register
 class ResNet18(ImageClassifier):
     """torchvision's ResNet-18, trained from scratch with a CIFAR stem or fine-tuned from ImageNet weights.
 

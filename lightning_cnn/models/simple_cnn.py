@@ -6,10 +6,11 @@ from typing import Any
 
 from torch import nn
 
-from lightning_cnn.classifier import ImageClassifier
-from lightning_cnn.models.layers import flat_features
+from lightning_cnn.models.base import MODELS, ImageClassifier
+from lightning_cnn.models.blocks import flat_features
 
 
+@MODELS.register
 class SimpleCNN(ImageClassifier):
     """Conv 16 → conv 32 (3×3, padding 1, ReLU, 2×2 max-pool each) → linear to the classes.
 

@@ -20,12 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.experiment import claim_folder, format_table, option_given, run_fit, runs_folder, write_csv
+from lightning_cnn.experiments.runner import claim_folder, format_table, option_given, run_fit, runs_folder, write_csv
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_cnn kfold",
+        prog="lightning-cnn kfold",
         description="k-fold cross-validation: one fit per fold, then each fold's val/* metrics and their mean ± std."
         " Every other option is a fit option (see 'python -m lightning_cnn fit --help').",
         allow_abbrev=False,

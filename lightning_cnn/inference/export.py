@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import LightningCnnError
-from lightning_cnn.trained import Preprocessing, load_trained
+from lightning_cnn.inference.trained import Preprocessing, load_trained
 
 TOLERANCE = 1e-4  # largest absolute logit difference accepted between the exported model and PyTorch
 
@@ -130,7 +130,7 @@ def export_model(
 
 def main(argv: Sequence[str]) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_cnn export",
+        prog="lightning-cnn export",
         description="Export a trained run to ONNX (dynamic batch axis, normalization built in: input float32 "
         "images in [0, 1] at the training size, output logits) and check it against PyTorch with onnxruntime.",
     )

@@ -6,8 +6,6 @@ it was trained with, so new images reach it exactly as the training images did.
 
 from __future__ import annotations
 
-import importlib
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,9 +14,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnn.classifier import ImageClassifier
+from lightning_cnn.checkpoints import class_of, read_checkpoint, resolve_checkpoint
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import ConfigError, CorruptDataError
+from lightning_cnn.models.base import ImageClassifier
 
 
 @dataclass(frozen=True)
@@ -84,82 +83,6 @@ class TrainedModel:
             raise CorruptDataError(f"cannot read {'; '.join(errors)}")
         best = self.probabilities(images, batch_size).max(dim=1)
         return [(prep.classes[i], p) for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)]
-
-
-def _version(folder: Path) -> int:
-    prefix, _, number = folder.name.partition("_")
-    return int(number) if prefix == "version" and number.isdigit() else -1
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file as given, or for a run folder (``lightning_logs/version_N``, or its ``checkpoints``
-    folder) the best checkpoint its ``last.ckpt`` recorded, else ``last.ckpt``, else its only checkpoint."""
-    given = Path(path)
-    if given.is_file():
-        return given
-    if not given.is_dir():
-        raise ConfigError(f"ckpt_path: {path} is neither a checkpoint file nor a run folder (lightning_logs/version_N)")
-    folder = given / "checkpoints" if (given / "checkpoints").is_dir() else given
-    last = folder / "last.ckpt"
-    if last.is_file():
-        return _recorded_best(last) or last
-    found = sorted(folder.glob("*.ckpt"))
-    if len(found) == 1:
-        return found[0]
-    listed = ", ".join(p.name for p in found) if found else "none"
-    raise ConfigError(
-        f"ckpt_path: {folder} has no last.ckpt to tell the best checkpoint (checkpoints: {listed}); give one file"
-    )
-
-
-def _recorded_best(last: Path) -> Path | None:
-    """The best checkpoint recorded by the checkpoint callback in ``last``, looked for where it was written and,
-    when the run folder has moved or the path was relative to another folder, beside ``last``."""
-    try:
-        state = torch.load(last, map_location="cpu", weights_only=False, mmap=True).get("callbacks", {})
-    except Exception:  # noqa: BLE001 - an unreadable last.ckpt is reported when it is loaded
-        return None
-    for value in state.values():
-        best = value.get("best_model_path") if isinstance(value, dict) else None
-        if best:
-            for candidate in (Path(best), last.parent / Path(best).name):
-                if candidate.is_file():
-                    return candidate
-    return None
-
-
-def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
-    """The contents of checkpoint file ``path``; with ``mmap`` the weights stay on disk until used, so reading the
-    metadata is cheap. Anything but a readable PyTorch checkpoint is one ``ConfigError`` line."""
-    if not zipfile.is_zipfile(path):
-        raise ConfigError(f"ckpt_path: {path} is not a PyTorch checkpoint (a .ckpt written by a lightning_cnn run)")
-    try:
-        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
-    except Exception as err:
-        raise ConfigError(f"ckpt_path: cannot read {path} ({type(err).__name__}: {err})") from err
-
-
-def checkpoint_model(path: Path) -> str | None:
-    """The class path of the model saved in checkpoint ``path``."""
-    return (read_checkpoint(path, mmap=True).get("hyper_parameters") or {}).get("_class_path")
-
-
-def class_of(class_path: str | None, base: type, what: str, path: Path) -> type:
-    """The class a checkpoint names (importing its module), checked to be a ``base``.
-
-    Lightning's ``base.load_from_checkpoint`` would build ``base`` itself (it drops the class path before
-    instantiating), so loading goes through the concrete class.
-    """
-    if not class_path or "." not in class_path:
-        raise ConfigError(f"ckpt_path: {path} does not record its {what} class; was it written by a lightning_cnn run?")
-    module, name = class_path.rsplit(".", 1)
-    try:
-        found = getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as err:
-        raise ConfigError(f"ckpt_path: {path} holds a {class_path}, which cannot be imported ({err})") from err
-    if not (isinstance(found, type) and issubclass(found, base)):
-        raise ConfigError(f"ckpt_path: {path} names {class_path} as its {what}, which is not a {base.__name__}")
-    return found
 
 
 def _preprocessing(checkpoint: dict[str, Any], path: Path) -> Preprocessing:

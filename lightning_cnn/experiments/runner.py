@@ -19,8 +19,8 @@ from typing import Any
 
 import lightning as L
 
-from lightning_cnn.cli import _user_error, check_config_files, cli_main
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.cli import check_config_files, cli_main
+from lightning_cnn.errors import ConfigError, user_error
 
 
 @dataclass
@@ -91,10 +91,10 @@ def runs_folder(args: Sequence[str], context: str = "") -> Path:
         first = next((line for line in stderr.getvalue().splitlines() if line.startswith("error: ")), "invalid value")
         raise ConfigError(f"{context}: {first.removeprefix('error: ')}") from err
     except Exception as err:  # jsonargparse wraps errors raised in constructors
-        user_error = _user_error(err)
-        if not context or user_error is None:
+        found = user_error(err)
+        if not context or found is None:
             raise
-        raise ConfigError(f"{context}: {user_error}") from err
+        raise ConfigError(f"{context}: {found}") from err
     root = getattr(trainer.logger, "root_dir", None)
     return Path(root) if root else Path(trainer.default_root_dir) / "lightning_logs"
 

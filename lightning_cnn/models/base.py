@@ -23,6 +23,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_cnn.errors import ConfigError, DivergedError
+from lightning_cnn.registry import Registry
 from lightning_cnn.schedulers import build_scheduler, default_interval, scheduler_class
 
 # Metrics every classifier logs, with the direction in which they improve (for monitors and their mode).
@@ -143,7 +144,7 @@ class ImageClassifier(LightningModule):
         """Lightning's loader; called on ``ImageClassifier`` itself, it builds the architecture that the checkpoint
         records (Lightning would build the bare base class, which has none of the saved weights)."""
         if cls is ImageClassifier and isinstance(checkpoint_path, (str, os.PathLike)):
-            from lightning_cnn.trained import checkpoint_model, class_of
+            from lightning_cnn.checkpoints import checkpoint_model, class_of
 
             path = Path(checkpoint_path)
             if not path.is_file():
@@ -316,3 +317,7 @@ class ImageClassifier(LightningModule):
             config.update(monitor=getattr(scheduler, "monitor", self.lr_scheduler_monitor), strict=False)
             config["frequency"] = self.trainer.check_val_every_n_epoch or 1
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+# Every architecture, registered where it is defined with ``@MODELS.register``.
+MODELS: Registry[type[ImageClassifier]] = Registry("models")

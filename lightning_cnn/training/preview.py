@@ -1,7 +1,7 @@
 """A look at the augmentations: the first training batch, de-normalized, as a labelled image grid.
 
 During ``fit`` the ``AugmentationPreview`` callback logs the grid to TensorBoard (``train/first_batch``);
-``python -m lightning_cnn.preview --config CONFIG --out grid.png`` writes the same kind of grid for a
+``lightning-cnn preview --config CONFIG --out grid.png`` writes the same kind of grid for a
 config without training anything.
 """
 
@@ -142,8 +142,8 @@ def write_preview(config_path: Path, out: Path, num_images: int = 32, overrides:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m lightning_cnn.preview --config CONFIG --out grid.png [--num_images N] [--data.KEY VALUE ...]``."""
-    parser = argparse.ArgumentParser(prog="python -m lightning_cnn.preview", description=__doc__.splitlines()[0])
+    """``lightning-cnn preview --config CONFIG --out grid.png [--num_images N] [--data.KEY VALUE ...]``."""
+    parser = argparse.ArgumentParser(prog="lightning-cnn preview", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="a recipe or a run's saved config.yaml")
     parser.add_argument("--out", type=Path, default=Path("augmentations.png"), help="PNG file to write")
     parser.add_argument("--num_images", type=int, default=32, help="images in the grid")

@@ -18,9 +18,10 @@ import torch
 import yaml
 from torch import Tensor
 
+from lightning_cnn.checkpoints import class_of
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.trained import TrainedModel, class_of, load_trained
+from lightning_cnn.inference.trained import TrainedModel, load_trained
 
 # data module settings that only matter for training
 TRAINING_ONLY = ("augment", "_instantiator", "_class_path")
@@ -29,11 +30,10 @@ TRAINING_ONLY = ("augment", "_instantiator", "_class_path")
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
     """The options, and the ``--data.KEY VALUE`` overrides (values read as YAML: ``64``, ``true``, ``[1, 2]``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_cnn ensemble",
+        prog="lightning-cnn ensemble",
         description="Test several trained runs and the average of their softmax outputs on the test split of the "
         "data module they were trained on (from the first checkpoint, changed by --config and --data.KEY VALUE).",
-        epilog="example: python -m lightning_cnn ensemble --ckpt_path lightning_logs/version_{0,1,2} "
-        "--data.data_dir ../shared/data",
+        epilog="example: lightning-cnn ensemble --ckpt_path lightning_logs/version_{0,1,2} --data.data_dir data",
     )
     parser.add_argument(
         "--ckpt_path", nargs="+", required=True, help="checkpoint files or run folders (lightning_logs/version_N)"

@@ -33,9 +33,9 @@ try:
 except ImportError:  # Windows: no advisory locks, a search folder is not guarded there
     fcntl = None  # type: ignore[assignment]
 
-from lightning_cnn.classifier import METRICS
 from lightning_cnn.errors import ConfigError, DivergedError
-from lightning_cnn.experiment import format_table, option_given, run_fit, runs_folder, write_csv
+from lightning_cnn.experiments.runner import format_table, option_given, run_fit, runs_folder, write_csv
+from lightning_cnn.models.base import METRICS
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("median", "none")
@@ -342,7 +342,7 @@ def format_seconds(seconds: float | None) -> str:
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_cnn search",
+        prog="lightning-cnn search",
         description="Hyper-parameter search with Optuna over fit options; every other option is a fit option"
         " given to every trial (see 'python -m lightning_cnn fit --help').",
         allow_abbrev=False,

@@ -25,7 +25,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.preview import image_grid
+from lightning_cnn.training.preview import image_grid
 
 METRICS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion_matrix.png"

@@ -1,7 +1,7 @@
 """Parameters and FLOPs per image of every registered model on MNIST and CIFAR-10 shapes, as a Markdown table.
 
-    python -m lightning_cnn.model_table             # every registered model, default options
-    python -m lightning_cnn.model_table --recipes   # the model of every recipe under configs/, on its data
+    lightning-cnn models             # every registered model, default options
+    lightning-cnn models --recipes   # the model of every recipe under configs/, on its data
 
 FLOPs are measured with ``torch.utils.flop_counter.FlopCounterMode`` on one image in eval mode: two per
 multiply-add of the conv and linear layers (what dominates); activations, pooling and norms are not counted.
@@ -16,12 +16,12 @@ import torch
 import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
-from lightning_cnn.classifier import ImageClassifier
 from lightning_cnn.data import DATAMODULES
 from lightning_cnn.models import MODELS
+from lightning_cnn.models.base import ImageClassifier
 
 SHAPES = {"MNIST": (1, 28, 28), "CIFAR-10": (3, 32, 32)}
-CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -120,7 +120,7 @@ def recipe_table(rows: list[dict[str, object]]) -> str:
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m lightning_cnn.model_table", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="lightning-cnn models", description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", action="store_true", help="one row per recipe under configs/, with its options")
     if parser.parse_args(args).recipes:
         print(recipe_table(recipe_rows()))

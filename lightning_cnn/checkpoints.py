@@ -1,0 +1,141 @@
+"""Runs and their checkpoints: one rule for finding a run folder, its ``best`` and ``last`` checkpoint, and for
+reading a checkpoint file. The CLI's ``--ckpt_path``, ``predict-files``, ``ensemble``, ``export`` and
+``load_trained`` all go through here, so they always pick the same file.
+
+A run folder is ``<root>/lightning_logs/version_N`` with ``config.yaml`` and ``checkpoints/``; ``last.ckpt`` records
+(in its checkpoint callback's state) which file was the best.
+"""
+
+from __future__ import annotations
+
+import importlib
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_cnn.errors import ConfigError
+
+RUNS_FOLDER = "lightning_logs"
+LAST = "last.ckpt"
+
+
+def run_version(folder: Path) -> int:
+    """N for a ``version_N`` folder, -1 for anything else."""
+    prefix, _, number = folder.name.partition("_")
+    return int(number) if prefix == "version" and number.isdigit() else -1
+
+
+def runs_under(root: str | Path) -> Path:
+    """The folder that holds the ``version_N`` run folders of ``default_root_dir`` ``root``."""
+    return Path(root or ".") / RUNS_FOLDER
+
+
+def run_of_configs(config_files: Sequence[Any]) -> Path | None:
+    """The run folder of a saved ``lightning_logs/version_N/config.yaml`` among the ``--config`` files."""
+    for config_file in reversed(config_files):
+        folder = Path(getattr(config_file, "absolute", None) or str(config_file)).parent
+        if run_version(folder) >= 0:
+            return folder
+    return None
+
+
+def newest_run(runs: Path) -> Path | None:
+    """The run folder under ``runs`` with the highest version that has a ``last.ckpt``."""
+    found = sorted(runs.glob(f"version_*/checkpoints/{LAST}"), key=lambda p: run_version(p.parent.parent))
+    return found[-1].parent.parent if found else None
+
+
+def recorded_best(last: Path) -> Path | None:
+    """The best checkpoint recorded by the checkpoint callback in ``last``, looked for where it was written and,
+    when the run folder has moved or the path was relative to another folder, beside ``last``."""
+    try:
+        state = read_checkpoint(last, mmap=True).get("callbacks", {})
+    except ConfigError:  # an unreadable last.ckpt is reported when it is loaded
+        return None
+    for value in state.values():
+        best = value.get("best_model_path") if isinstance(value, dict) else None
+        if best:
+            for candidate in (Path(best), last.parent / Path(best).name):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def run_checkpoint(run_dir: Path, which: str) -> Path:
+    """Checkpoint ``which`` (``last`` or ``best``) of run folder ``run_dir``, or one line saying what to do."""
+    last = run_dir / "checkpoints" / LAST
+    if not last.is_file():
+        raise ConfigError(
+            f"ckpt_path: '{which}': {run_dir} has no checkpoint yet (it stopped before its first epoch ended);"
+            " start it again without --ckpt_path, or give the path of a checkpoint file"
+        )
+    if which == "last":
+        return last
+    best = recorded_best(last)
+    if best is None:
+        raise ConfigError(f"ckpt_path: 'best' is not recorded in {last} (or its file is gone); give a checkpoint path")
+    return best
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or for a run folder (``lightning_logs/version_N``, or its ``checkpoints``
+    folder) the best checkpoint its ``last.ckpt`` recorded, else ``last.ckpt``, else its only checkpoint."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    if not given.is_dir():
+        raise ConfigError(f"ckpt_path: {path} is neither a checkpoint file nor a run folder (lightning_logs/version_N)")
+    folder = given / "checkpoints" if (given / "checkpoints").is_dir() else given
+    last = folder / LAST
+    if last.is_file():
+        return recorded_best(last) or last
+    found = sorted(folder.glob("*.ckpt"))
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(p.name for p in found) if found else "none"
+    raise ConfigError(
+        f"ckpt_path: {folder} has no {LAST} to tell the best checkpoint (checkpoints: {listed}); give one file"
+    )
+
+
+def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
+    """The contents of checkpoint file ``path``; with ``mmap`` the weights stay on disk until used, so reading the
+    metadata is cheap. Anything but a readable Lightning checkpoint is one ``ConfigError`` line."""
+    if not zipfile.is_zipfile(path):
+        raise ConfigError(f"ckpt_path: {path} is not a PyTorch checkpoint (a .ckpt written by a lightning_cnn run)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
+    except Exception as err:
+        raise ConfigError(f"ckpt_path: cannot read {path} ({type(err).__name__}: {err})") from err
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise ConfigError(
+            f"ckpt_path: {path} is not a Lightning checkpoint (no 'state_dict' entry; a bare model state_dict or"
+            " another file saved with torch.save); give a .ckpt written by a lightning_cnn run"
+        )
+    return checkpoint
+
+
+def checkpoint_model(path: Path) -> str | None:
+    """The class path of the model saved in checkpoint ``path``."""
+    return (read_checkpoint(path, mmap=True).get("hyper_parameters") or {}).get("_class_path")
+
+
+def class_of(class_path: str | None, base: type, what: str, path: Path) -> type:
+    """The class a checkpoint names (importing its module), checked to be a ``base``.
+
+    Lightning's ``base.load_from_checkpoint`` would build ``base`` itself (it drops the class path before
+    instantiating), so loading goes through the concrete class.
+    """
+    if not class_path or "." not in class_path:
+        raise ConfigError(f"ckpt_path: {path} does not record its {what} class; was it written by a lightning_cnn run?")
+    module, name = class_path.rsplit(".", 1)
+    try:
+        found = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(f"ckpt_path: {path} holds a {class_path}, which cannot be imported ({err})") from err
+    if not (isinstance(found, type) and issubclass(found, base)):
+        raise ConfigError(f"ckpt_path: {path} names {class_path} as its {what}, which is not a {base.__name__}")
+    return found

@@ -1,0 +1,125 @@
+"""The one command line, ``lightning-cnn`` (or ``python -m lightning_cnn``): Lightning's subcommands and every
+tool, and the error boundary around all of them.
+
+Whatever goes wrong ends as one ``error:`` line and a non-zero exit; ``LIGHTNING_CNN_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+PROG = "lightning-cnn"
+DEBUG_ENV_VAR = "LIGHTNING_CNN_DEBUG"
+
+# Lightning's subcommands, run by the LightningCLI in ``lightning_cnn.cli``.
+LIGHTNING_SUBCOMMANDS: dict[str, str] = {
+    "fit": "train a model (and test it with --test_after_fit true)",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split and write the report",
+    "predict": "predict the test split with a checkpoint",
+}
+
+# Tools: ``lightning-cnn NAME ARGS`` runs ``MODULE.main(ARGS)``; modules are imported only when used, so a tool's
+# optional dependencies (optuna, onnx) are loaded by that tool alone.
+TOOLS: dict[str, tuple[str, str]] = {
+    "predict-files": ("lightning_cnn.inference.predict_files", "classify image files with a trained run, as CSV"),
+    "ensemble": ("lightning_cnn.inference.ensemble", "evaluate several trained runs together"),
+    "export": ("lightning_cnn.inference.export", "export a trained run to ONNX or TorchScript"),
+    "kfold": ("lightning_cnn.experiments.kfold", "k-fold cross-validation of a config"),
+    "search": ("lightning_cnn.experiments.search", "hyper-parameter search with Optuna"),
+    "preview": ("lightning_cnn.training.preview", "write the first augmented training batch of a config as a PNG"),
+    "models": ("lightning_cnn.training.model_table", "parameters and FLOPs of every model or recipe"),
+}
+
+
+def usage() -> str:
+    """The top-level help: every subcommand and tool with one line each."""
+    width = max(map(len, [*LIGHTNING_SUBCOMMANDS, *TOOLS]))
+    lines = [
+        f"usage: {PROG} SUBCOMMAND [options]   ({PROG} SUBCOMMAND --help for its options)",
+        "",
+        "Lightning subcommands (one config for all; --config FILE, --model NAME, --data NAME, --trainer.KEY VALUE):",
+        *(f"  {name:<{width}}  {text}" for name, text in LIGHTNING_SUBCOMMANDS.items()),
+        "",
+        "tools:",
+        *(f"  {name:<{width}}  {text}" for name, (_, text) in TOOLS.items()),
+        "",
+        f"Set {DEBUG_ENV_VAR}=1 to see the traceback behind an error.",
+    ]
+    return "\n".join(lines)
+
+
+def describe(err: BaseException) -> str:
+    """One line for any exception: the user-facing message where there is one, else what failed and on which
+    path, else the exception itself with the way to its traceback."""
+    from lightning_cnn.errors import user_error
+
+    found = user_error(err)
+    if found is not None:
+        return " ".join(str(found).split())
+    os_error = next((e for e in _chain(err) if isinstance(e, OSError) and e.strerror), None)
+    if os_error is not None:
+        path = os_error.filename or ""
+        path2 = f" -> {os_error.filename2}" if os_error.filename2 else ""
+        where = f": {path}{path2}" if path else ""
+        return f"{os_error.strerror}{where}; free space, fix permissions or choose another folder"
+    text = " ".join(str(err).split())[:300]
+    return f"{type(err).__name__}: {text} (set {DEBUG_ENV_VAR}=1 for the traceback)"
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
+    """Run one subcommand or tool (errors propagate); ``from_sys_argv`` lets LightningCLI read ``sys.argv`` itself."""
+    argv = list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return
+    if argv[0] in TOOLS:
+        module, _ = TOOLS[argv[0]]
+        importlib.import_module(module).main(argv[1:])
+        return
+    from lightning_cnn.cli import check_config_files, cli_main
+
+    check_config_files(argv)
+    cli_main(None if from_sys_argv else argv)
+
+
+def main(args: Sequence[str] | None = None) -> None:
+    """Console entry point: the error boundary of every subcommand and tool."""
+    if sys.argv and sys.argv[0].endswith("__main__.py"):
+        sys.argv[0] = "python -m lightning_cnn"
+    argv = sys.argv[1:] if args is None else list(args)
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    try:
+        run(argv, from_sys_argv=args is None)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except SIGTERMException:  # Lightning's (a SystemExit), raised after the checkpoint callback saved its files
+        sys.stderr.write("terminated by SIGTERM\n")
+        sys.exit(143)
+    except SystemExit:
+        raise
+    except Exception as err:  # the one boundary: every failure becomes one line
+        if os.environ.get(DEBUG_ENV_VAR):
+            import traceback
+
+            traceback.print_exception(err)
+        sys.stderr.write(f"error: {describe(err)}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
