@@ -1,38 +1,18 @@
-"""Tiny datasets in the official file formats, and a helper that runs the CLI in-process."""
+"""Fixtures: tiny datasets in the official file formats (written by ``tests.helpers.writers``) and the CLI run
+in-process."""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import pickle
-import struct
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 from torchvision.datasets import CIFAR10
 
 from lightning_cnn.commands import main
-
-
-def synthetic_images(n: int, shape: tuple[int, int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable uint8 images (N, H, W, C): class k is a bright block at a class-specific place, plus noise."""
-    rng = np.random.default_rng(seed)
-    h, w, c = shape
-    labels = rng.integers(0, 10, size=n)
-    images = rng.integers(0, 60, size=(n, h, w, c), dtype=np.uint8)
-    for i, k in enumerate(labels):
-        top, left = 2 + (k // 5) * (h // 2), 1 + (k % 5) * (w // 5)
-        images[i, top : top + h // 3, left : left + w // 6] = 255
-    return images, labels
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write uint8 ``array`` in the gzipped IDX format of the official MNIST files."""
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+from tests.helpers.writers import synthetic_images, write_idx, write_image_folder, write_sha256sums
 
 
 @pytest.fixture(scope="session")
@@ -47,14 +27,6 @@ def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
     write_sha256sums(root)
     return root
-
-
-def write_sha256sums(root: Path) -> None:
-    """List every file under ``root`` in ``root/SHA256SUMS``, as the offline data copy does: the data modules
-    check files against it (the synthetic files would fail the official MNIST checksums)."""
-    files = sorted(p for p in root.rglob("*") if p.is_file() and p.name != "SHA256SUMS")
-    lines = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.relative_to(root)}" for p in files]
-    (root / "SHA256SUMS").write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="session")
@@ -103,44 +75,6 @@ def run_cli(capsys: pytest.CaptureFixture) -> Callable[..., tuple[int, str]]:
         return code, capsys.readouterr().err
 
     return run
-
-
-# Options that keep a test run small and quiet; the tests add the data and the run folder.
-QUICK = [
-    "--trainer.enable_progress_bar",
-    "false",
-    "--trainer.enable_model_summary",
-    "false",
-    "--trainer.log_every_n_steps",
-    "1",
-    "--trainer.accelerator",
-    "cpu",
-    "--data.val_size",
-    "0.2",
-]
-
-
-IMAGE_FOLDER_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def write_image_folder(folder: Path, n: int, seed: int) -> None:
-    """``folder/<class>/NNNN.{png,jpg}``: ``n`` synthetic images of mixed sizes and modes (RGB, L, RGBA, P)."""
-    from PIL import Image
-
-    images, labels = synthetic_images(n, (32, 32, 3), seed)
-    for i, (image, label) in enumerate(zip(images, labels, strict=True)):
-        class_dir = folder / IMAGE_FOLDER_CLASSES[label]
-        class_dir.mkdir(parents=True, exist_ok=True)
-        pil = Image.fromarray(image)
-        kind = i % 4
-        if kind == 1:
-            pil.resize((40, 30)).convert("L").save(class_dir / f"{i:04d}.png")
-        elif kind == 2:
-            pil.convert("RGBA").save(class_dir / f"{i:04d}.png")
-        elif kind == 3:
-            pil.resize((24, 48)).convert("P").save(class_dir / f"{i:04d}.png")
-        else:
-            pil.save(class_dir / f"{i:04d}.jpg", quality=90)
 
 
 @pytest.fixture(scope="session")

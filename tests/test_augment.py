@@ -172,7 +172,7 @@ def test_augmentation_runs_before_normalization(mnist_dir):
 
 
 def test_short_names_work_on_the_command_line(run_cli, mnist_dir, tmp_path, capsys):
-    from tests.conftest import QUICK
+    from tests.helpers.runs import QUICK
 
     code, err = run_cli(
         "fit", "--data.data_dir", mnist_dir, "--data.augment+=RandomCrop", "--data.augment.padding", "2",
@@ -197,7 +197,7 @@ def test_image_grid_is_uint8_chw_with_a_tile_per_image():
 def test_fit_logs_the_first_augmented_batch_to_tensorboard(run_cli, mnist_dir, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from tests.conftest import QUICK
+    from tests.helpers.runs import QUICK
 
     code, err = run_cli(
         "fit", "--data.data_dir", mnist_dir, "--data.augment+=RandomCrop", "--trainer.max_epochs", "1",

@@ -10,8 +10,7 @@ import torch
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import LeNet5, SimpleCNN
 from lightning_cnn.models.base import ImageClassifier
-from tests.conftest import QUICK
-from tests.trained_runs import fit_tiny_run
+from tests.helpers.runs import QUICK, fit_tiny_run
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 

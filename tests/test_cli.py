@@ -8,20 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.conftest import QUICK
-
-
-def scalars(run_dir: Path) -> dict[str, list[float]]:
-    """Every scalar series TensorBoard's own reader finds in a run folder."""
-    series: dict[str, list[float]] = {}
-    for events in sorted(run_dir.glob("events.out.tfevents.*")):
-        acc = EventAccumulator(str(events))
-        acc.Reload()
-        for tag in acc.Tags()["scalars"]:
-            series.setdefault(tag, []).extend(event.value for event in acc.Scalars(tag))
-    return series
+from tests.helpers.runs import QUICK, scalars
 
 
 def test_fit_writes_config_checkpoints_and_tensorboard_events(run_cli, mnist_dir, tmp_path):

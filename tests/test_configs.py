@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import QUICK
+from tests.helpers.runs import QUICK
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 BASE_RECIPE = CONFIGS / "mnist" / "lenet5.yaml"

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import QUICK, synthetic_images, write_idx, write_sha256sums
-from tests.test_cli import scalars
-from tests.test_report import macro_f1
+from tests.helpers.runs import QUICK, macro_f1, scalars
+from tests.helpers.writers import synthetic_images, write_idx, write_sha256sums
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 TEST_IMAGES, VAL_IMAGES = 301, 119  # odd: Lightning's padding sampler would count an image twice

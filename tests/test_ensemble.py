@@ -11,7 +11,7 @@ import torch
 from lightning_cnn.checkpoints import resolve_checkpoint
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.inference.trained import load_trained
-from tests.trained_runs import fit_tiny_run
+from tests.helpers.runs import fit_tiny_run
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from urllib.error import URLError
 
 import pytest
 
-from tests.conftest import QUICK
+from tests.helpers.runs import QUICK
 
 
 def snapshot(root: Path) -> dict[str, bytes]:

@@ -15,7 +15,7 @@ from lightning_cnn.data.base import normalize
 from lightning_cnn.inference.export import TOLERANCE, export_model
 from lightning_cnn.inference.trained import Preprocessing, load_trained
 from lightning_cnn.models import MODELS
-from tests.trained_runs import fit_tiny_run
+from tests.helpers.runs import fit_tiny_run
 
 GREY = Preprocessing((1, 28, 28), (0.1307,), (0.3081,), tuple(str(i) for i in range(10)))
 RGB = Preprocessing((3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), tuple(f"c{i}" for i in range(10)))

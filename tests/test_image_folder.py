@@ -13,7 +13,8 @@ from lightning_cnn.data import ImageFolderDataModule
 from lightning_cnn.data import image_files as files_module
 from lightning_cnn.data.image_folder import channel_mean_std
 from lightning_cnn.errors import ConfigError, DataNotFoundError
-from tests.conftest import IMAGE_FOLDER_CLASSES, QUICK
+from tests.helpers.runs import QUICK
+from tests.helpers.writers import IMAGE_FOLDER_CLASSES
 
 
 def folder_module(root, **kwargs) -> ImageFolderDataModule:

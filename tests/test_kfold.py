@@ -13,9 +13,8 @@ import yaml
 
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.data.base import split_indices
-from tests.conftest import QUICK
-from tests.faults import run_in_child
-from tests.test_cli import scalars
+from tests.helpers.faults import run_in_child
+from tests.helpers.runs import QUICK, scalars
 
 KFOLD_QUICK = [*QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
 
@@ -103,7 +102,7 @@ def test_three_fold_cross_validation_leaves_three_runs_and_a_summary(run_cli, mn
 
 
 def test_an_interrupted_cross_validation_resumes_with_only_the_missing_folds(run_cli, mnist_dir, tmp_path):
-    kill = ["--trainer.callbacks+=tests.faults.SignalInRun", "--trainer.callbacks.version", "1"]
+    kill = ["--trainer.callbacks+=tests.helpers.faults.SignalInRun", "--trainer.callbacks.version", "1"]
     args = ["kfold", "--folds", "3", "--data.data_dir", str(mnist_dir), "--trainer.default_root_dir", str(tmp_path),
             *KFOLD_QUICK, *kill]  # fmt: skip
     child = run_in_child(*args)

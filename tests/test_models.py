@@ -18,7 +18,7 @@ from torchvision.models import ResNet18_Weights, resnet18
 from lightning_cnn.commands import main
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import MLP, MODELS, AlexNet, ConvNet, LeNet5, ResNet18, blocks
-from tests.conftest import synthetic_images
+from tests.helpers.writers import synthetic_images
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
 

@@ -11,8 +11,7 @@ import yaml
 
 from lightning_cnn.cli import cli_main
 from lightning_cnn.models import LeNet5
-from tests.conftest import QUICK
-from tests.test_cli import scalars
+from tests.helpers.runs import QUICK, scalars
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 PLATEAU = "torch.optim.lr_scheduler.ReduceLROnPlateau"

@@ -14,8 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import RunLogger
-from tests.conftest import QUICK
-from tests.test_cli import scalars
+from tests.helpers.runs import QUICK, scalars
 
 ROOT = Path(__file__).parent.parent
 DETERMINISTIC = ROOT / "configs" / "trainer" / "deterministic.yaml"
@@ -43,7 +42,7 @@ def weights(checkpoint: Path) -> dict[str, torch.Tensor]:
 def test_sigkill_mid_epoch_then_ckpt_path_last_ends_like_an_uninterrupted_run(mnist_dir, tmp_path):
     code, err = fit_process(mnist_dir, tmp_path / "straight")
     assert code == 0, err
-    code, err = fit_process(mnist_dir, tmp_path / "killed", "--trainer.callbacks+=tests.faults.SignalAt")
+    code, err = fit_process(mnist_dir, tmp_path / "killed", "--trainer.callbacks+=tests.helpers.faults.SignalAt")
     assert code == -9, err  # SIGKILL in epoch 1, batch 3
     run = tmp_path / "killed" / "lightning_logs" / "version_0"
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
@@ -59,7 +58,7 @@ def test_sigkill_mid_epoch_then_ckpt_path_last_ends_like_an_uninterrupted_run(mn
 
 
 def test_sigterm_saves_a_checkpoint_and_exits_non_zero(mnist_dir, tmp_path):
-    code, err = fit_process(mnist_dir, tmp_path, "--trainer.callbacks+=tests.faults.SignalAt",
+    code, err = fit_process(mnist_dir, tmp_path, "--trainer.callbacks+=tests.helpers.faults.SignalAt",
                             "--trainer.callbacks.init_args.signal_name", "SIGTERM")  # fmt: skip
     assert code == 143, err
     assert "terminated by SIGTERM" in err and "Traceback" not in err
@@ -90,7 +89,8 @@ def test_a_checkpoint_write_cut_short_leaves_the_previous_file(tmp_path, monkeyp
 def test_a_diverging_run_stops_naming_step_and_lr_and_keeps_the_last_good_checkpoint(run_cli, mnist_dir, tmp_path):
     code, err = run_cli(
         "fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 3, "--trainer.default_root_dir", tmp_path,
-        "--model.optimizer", "SGD", "--model.optimizer.lr", 0.01, "--trainer.callbacks+=tests.faults.LearningRateAt",
+        "--model.optimizer", "SGD", "--model.optimizer.lr", 0.01,
+        "--trainer.callbacks+=tests.helpers.faults.LearningRateAt",
         *QUICK,
     )  # fmt: skip
     assert code == 1

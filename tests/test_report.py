@@ -16,8 +16,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models.base import ImageClassifier, check_monitor
 from lightning_cnn.training.preview import image_grid
-from tests.conftest import QUICK
-from tests.test_cli import scalars
+from tests.helpers.runs import QUICK, macro_f1, scalars
 
 TEST_IMAGES = 300  # the MNIST fixture's test split
 
@@ -42,15 +41,6 @@ def tensorboard_views(run_dir: Path) -> tuple[dict[str, int], list[list[str]], s
             if data.HasField("experiment"):
                 sessions.append([info.name.tag for info in data.experiment.metric_infos])
     return images, sessions, scalar_tags
-
-
-def macro_f1(confusion: torch.Tensor) -> float:
-    """The mean over classes of F1, from a confusion matrix (rows: true class); a class never predicted nor
-    present counts 0, as in torchmetrics."""
-    confusion = confusion.double()
-    tp = confusion.diag()
-    f1 = 2 * tp / (confusion.sum(dim=0) + confusion.sum(dim=1))
-    return float(torch.nan_to_num(f1).mean())
 
 
 def read_png(path: Path) -> Image.Image:

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import QUICK
-from tests.test_cli import scalars
+from tests.helpers.runs import QUICK, scalars
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 MODELS = {

@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from lightning_cnn.cli import cli_main
-from tests.conftest import QUICK
+from tests.helpers.runs import QUICK
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 STEPS_PER_EPOCH = 10  # 960 training images of the MNIST fixture in batches of 96

@@ -16,9 +16,8 @@ from optuna.trial import TrialState
 
 from lightning_cnn.experiments.runner import runs_folder
 from lightning_cnn.experiments.search import ReportToTrial, load_spec, lock_folder, override_args
-from tests.conftest import QUICK
-from tests.faults import run_in_child
-from tests.test_cli import scalars
+from tests.helpers.faults import run_in_child
+from tests.helpers.runs import QUICK, scalars
 
 ROOT = Path(__file__).parent.parent
 LENET5 = str(ROOT / "configs" / "mnist" / "lenet5.yaml")
@@ -93,7 +92,7 @@ def test_grid_search_tries_every_combination(run_cli, mnist_dir, tmp_path):
 def test_a_killed_search_resumes_without_redoing_finished_trials(run_cli, mnist_dir, tmp_path):
     space = write_space(tmp_path, RANDOM_SPACE)
     args = ["search", "--space", str(space), "--data.data_dir", str(mnist_dir), "--trainer.default_root_dir",
-            str(tmp_path), *SEARCH_QUICK, "--trainer.callbacks+=tests.faults.SignalInRun"]  # fmt: skip
+            str(tmp_path), *SEARCH_QUICK, "--trainer.callbacks+=tests.helpers.faults.SignalInRun"]  # fmt: skip
     child = run_in_child(*args)
     assert child.returncode == -9, child.stderr  # SIGKILL in the third trial's run (version_2)
     logs = tmp_path / "lightning_logs"

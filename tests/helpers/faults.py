@@ -1,4 +1,4 @@
-"""Faults that tests inject into real runs through ``--trainer.callbacks+=tests.faults.<Name>``."""
+"""Faults that tests inject into real runs through ``--trainer.callbacks+=tests.helpers.faults.<Name>``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 
 
 class SignalAt(L.Callback):
@@ -51,7 +51,7 @@ class SignalInRun(L.Callback):
 
 def run_in_child(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python -m lightning_cnn ARGS`` in a child process, which the faults above can kill (a test process must
-    survive it); ``tests.faults`` is importable there."""
+    survive it); ``tests.helpers.faults`` is importable there."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "lightning_cnn", *map(str, args)]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
