@@ -7,6 +7,7 @@ Whatever goes wrong ends as one ``error:`` line and a non-zero exit; ``LIGHTNING
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -20,6 +21,12 @@ LIGHTNING_SUBCOMMANDS: dict[str, str] = {
     "validate": "evaluate a checkpoint on the validation split",
     "test": "evaluate a checkpoint on the test split and write the report",
     "predict": "predict the test split with a checkpoint",
+}
+
+# Optional extras of the package (pyproject.toml) and the modules each brings: a tool that needs one says so.
+EXTRAS: dict[str, tuple[str, ...]] = {
+    "search": ("optuna",),
+    "export": ("onnx", "onnxscript", "onnxruntime"),
 }
 
 # Tools: ``lightning-cnn NAME ARGS`` runs ``MODULE.main(ARGS)``; modules are imported only when used, so a tool's
@@ -79,6 +86,18 @@ def _chain(err: BaseException) -> list[BaseException]:
     return seen
 
 
+def check_extra(tool: str) -> None:
+    """A tool whose optional dependencies are missing fails with the pip command that installs them."""
+    from lightning_cnn.errors import MissingExtraError
+
+    packages = EXTRAS.get(tool, ())
+    missing = [name for name in packages if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingExtraError(
+            f"{PROG} {tool} needs {', '.join(missing)}, which is not installed: pip install 'lightning-cnn[{tool}]'"
+        )
+
+
 def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
     """Run one subcommand or tool (errors propagate); ``from_sys_argv`` lets LightningCLI read ``sys.argv`` itself."""
     argv = list(argv)
@@ -86,6 +105,7 @@ def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
         print(usage())
         return
     if argv[0] in TOOLS:
+        check_extra(argv[0])
         module, _ = TOOLS[argv[0]]
         importlib.import_module(module).main(argv[1:])
         return

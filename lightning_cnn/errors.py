@@ -17,6 +17,10 @@ class ConfigError(LightningCnnError):
     """A configuration value is invalid in a way the argument parser cannot see."""
 
 
+class MissingExtraError(LightningCnnError):
+    """An optional dependency is not installed; the message gives the pip command for its extra."""
+
+
 class DivergedError(LightningCnnError):
     """The training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
 

@@ -14,12 +14,12 @@ from typing import Any, ClassVar
 
 import torch
 from lightning import LightningDataModule
-from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_cnn.data.augment import BatchAugmentation, apply_all
 from lightning_cnn.errors import ConfigError, DataNotFoundError
+from lightning_cnn.internals import UnrepeatedDistributedSampler
 from lightning_cnn.registry import Registry
 
 DATA_ENV_VAR = "LIGHTNING_CNN_DATA"

@@ -35,6 +35,7 @@ except ImportError:  # Windows: no advisory locks, a search folder is not guarde
 
 from lightning_cnn.errors import ConfigError, DivergedError
 from lightning_cnn.experiments.runner import format_table, option_given, run_fit, runs_folder, write_csv
+from lightning_cnn.internals import fail_trial
 from lightning_cnn.models.base import METRICS
 
 SAMPLERS = ("grid", "random", "tpe")
@@ -282,7 +283,7 @@ def retry_cut_short(study: optuna.Study) -> None:
     requeued = set(study.user_attrs.get("requeued", []))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
         if trial.state == TrialState.RUNNING:
-            study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            fail_trial(study, trial)
         if trial.number not in requeued:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             requeued.add(trial.number)

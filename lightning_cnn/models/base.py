@@ -23,6 +23,7 @@ from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
 from lightning_cnn.errors import ConfigError, DivergedError
+from lightning_cnn.internals import NormBase
 from lightning_cnn.registry import Registry
 from lightning_cnn.schedulers import build_scheduler, default_interval, scheduler_class
 
@@ -37,7 +38,7 @@ METRICS = {
     "val/acc_best": "max",
 }
 TOP_K = 5
-NORM_LAYERS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+NORM_LAYERS = (NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 
 
 def check_monitor(key: str, metric: str, mode: str | None = None, num_classes: int | None = None) -> None:

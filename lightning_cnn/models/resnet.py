@@ -10,6 +10,7 @@ from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.internals import BatchNorm
 from lightning_cnn.models.base import MODELS, ImageClassifier
 
 
@@ -116,7 +117,7 @@ class ResNet18(ImageClassifier):
         super().train(mode)
         if self.frozen:
             for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                if isinstance(module, BatchNorm):
                     module.eval()
         return self
 

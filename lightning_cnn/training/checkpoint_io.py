@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+from lightning_cnn.internals import PathLike
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -19,7 +20,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     moment leaves either the previous checkpoint or the new one, never half a file.
     """
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: _PATH, storage_options: Any | None = None) -> None:
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: PathLike, storage_options: Any | None = None) -> None:
         if storage_options is not None or "://" in str(path):  # remote storage: Lightning's own transaction
             super().save_checkpoint(checkpoint, path, storage_options)
             return

@@ -16,7 +16,6 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.fabric.utilities.logger import _convert_params, _flatten_dict, _sanitize_params
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_info
@@ -25,6 +24,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.internals import flat_hparams, tensorboard_file_writer
 from lightning_cnn.training.preview import image_grid
 
 METRICS_FILE = "metrics.json"
@@ -72,8 +72,7 @@ class EvaluationReport(L.Callback):
         if not self.enabled or logger is None or not trainer.is_global_zero or logger.log_dir in self._sessions:
             return
         self._sessions.add(logger.log_dir)
-        params = _flatten_dict(_convert_params(dict(logger.hparams)))
-        params = {key: value for key, value in _sanitize_params(params).items() if not key.startswith("_")}
+        params = {key: value for key, value in flat_hparams(logger.hparams).items() if not key.startswith("_")}
         params = {
             key: value if isinstance(value, (bool, int, float, str)) else str(value) for key, value in params.items()
         }
@@ -81,7 +80,7 @@ class EvaluationReport(L.Callback):
         if seed is not None:
             params["seed"] = seed
         metrics = {name: 0.0 for name in metric_names(pl_module, ("val", "test"))}
-        writer = logger.experiment._get_file_writer()
+        writer = tensorboard_file_writer(logger.experiment)
         for summary in hparams(params, metrics):
             writer.add_summary(summary)
         writer.flush()

@@ -1,0 +1,35 @@
+"""Every private name of a dependency that lightning_cnn.internals fences still exists in the installed versions."""
+
+from __future__ import annotations
+
+import importlib
+
+import lightning as L
+import optuna
+import pytest
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from lightning_cnn import internals
+
+
+@pytest.mark.parametrize(
+    ("owner", "name"), [(owner, name) for owner, names in internals.OVERRIDDEN.items() for name in names]
+)
+def test_each_private_member_we_override_or_read_exists(owner, name):
+    module, cls_name = owner.rsplit(".", 1)
+    cls = getattr(importlib.import_module(module), cls_name)
+    instances = {ModelCheckpoint: lambda: ModelCheckpoint(), L.LightningModule: lambda: L.LightningModule()}
+    target = instances[cls]() if cls in instances else cls
+    assert hasattr(target, name), f"{owner}.{name} is gone: adapt lightning_cnn (see lightning_cnn/internals.py)"
+
+
+def test_the_fenced_helpers_work_on_the_installed_versions(tmp_path):
+    assert internals.flat_hparams({"a": {"b": 1}, "c": None}) == {"a/b": 1, "c": "None"}
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(tmp_path) as writer:
+        assert hasattr(internals.tensorboard_file_writer(writer), "add_summary")
+    study = optuna.create_study()
+    trial = study.ask()
+    internals.fail_trial(study, study.trials[trial.number])
+    assert study.trials[trial.number].state == optuna.trial.TrialState.FAIL
