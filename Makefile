@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 export LIGHTNING_CNN_DATA ?= $(abspath data)
 CONFIG ?= configs/mnist/lenet5.yaml
 
-.PHONY: install fit test test-fast lint format tensorboard clean
+.PHONY: install fit test test-fast lint format docs tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[all,dev,docs]'
 	touch $@
 
 fit: install  ## the main job: LeNet-5 on MNIST, then its test accuracy (CONFIG=... for another recipe)
@@ -35,6 +35,9 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+docs: install  ## build the documentation site into build/site; a broken link or reference fails the build
+	$(BIN)/mkdocs build --strict --site-dir build/site
 
 tensorboard: install  ## curves of every run under lightning_logs/
 	$(BIN)/tensorboard --logdir lightning_logs
