@@ -100,7 +100,8 @@ def part_mnist_recipes(quick: bool) -> dict[str, Any]:
     rows = []
     for name in names:
         config = f"configs/mnist/{name}.yaml"
-        runs = [run_recipe(config, s, None, QUICK_FIT if quick else None) for s in seeds]
+        # quick: in this process, as the recipe part already checks the fresh-process path
+        runs = [run_recipe(config, s, None, QUICK_FIT if quick else None, in_process=quick) for s in seeds]
         accs = [run.test_acc for run in runs]
         print(f"  {config}: test/acc min {min(accs):.4f} over seeds {list(seeds)}")
         rows.append({"config": config, "seeds": list(seeds), "test_acc": accs,
