@@ -200,8 +200,9 @@ def md_overhead(record: dict[str, Any]) -> list[str]:
     return [
         *lines,
         "",
-        "One training epoch each, the three run in turn in one process, best of the rounds; the"
-        " ratios in CPU seconds of the process are steadier than wall time on a shared machine.",
+        f"One training epoch each with {record['rows'][0].get('threads', '?')} torch thread(s), the three run in"
+        " turn in one process, best of the rounds; the ratios in CPU seconds of the process are steadier than wall"
+        " time on a shared machine.",
     ]
 
 
