@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -27,6 +28,9 @@ from lightning_cnn.data import ImageDataModule, ImageFolderDataModule, MNISTData
 
 ROOT = Path(__file__).resolve().parent.parent
 CIFAR_JPEG = "cifar10-jpeg.tar.gz"
+# data module options every benchmark's data takes: the quick check of benchmarks.results shrinks the validation
+# split here so that its tiny data sets fit
+DATA_OPTIONS: dict[str, object] = {}
 
 
 def machine() -> str:
@@ -45,16 +49,21 @@ def machine() -> str:
     )
 
 
+def load() -> str:
+    """The machine's load averages over 1, 5 and 15 minutes: other work that disturbed a timing shows here."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def cifar_jpeg(**kwargs) -> ImageFolderDataModule:
     """The CIFAR-10 JPEG copy as a data module (45,000 training images after the 5,000 validation split)."""
     options = {"root": CIFAR_JPEG, "train_dir": "train", "test_dir": "test"}
-    dm = ImageFolderDataModule(**(options | kwargs))
+    dm = ImageFolderDataModule(**(options | DATA_OPTIONS | kwargs))
     dm.setup("fit")
     return dm
 
 
 def mnist(**kwargs) -> MNISTDataModule:
-    dm = MNISTDataModule(**kwargs)
+    dm = MNISTDataModule(**(DATA_OPTIONS | kwargs))
     dm.setup("fit")
     return dm
 
@@ -102,25 +111,27 @@ def plain_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, lim
 
 
 class TrainTimer(L.Callback):
-    """Seconds of the training batches of the first epoch: first batch start to last batch end (no validation)."""
+    """Seconds of the training batches of the first epoch: first batch start to last batch end (no validation);
+    wall-clock seconds, and this process's CPU seconds (steadier than wall time on a shared machine)."""
 
     def __init__(self) -> None:
-        self.start = 0.0
-        self.seconds = 0.0
+        self.start = self.cpu_start = 0.0
+        self.seconds = self.cpu_seconds = 0.0
         self.images = 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start = time.perf_counter()
+        self.start, self.cpu_start = time.perf_counter(), time.process_time()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         self.images += len(batch[1])
         if batch_idx == trainer.num_training_batches - 1 and trainer.current_epoch == 0:
             self.seconds = time.perf_counter() - self.start
+            self.cpu_seconds = time.process_time() - self.cpu_start
 
 
-def fit_epoch_seconds(args: list[str], tmp: Path, limit: int | None = None) -> tuple[float, int]:
+def fit_epoch_seconds(args: list[str], tmp: Path, limit: int | None = None) -> tuple[float, int, float]:
     """Run ``lightning_cnn fit ARGS`` for one epoch (``limit`` batches if given) in this process; the training
-    epoch's seconds and images."""
+    epoch's seconds, images and CPU seconds."""
     from lightning_cnn.cli import cli_main
 
     sys.argv[1:] = []  # the benchmark's own flags are parsed already; LightningCLI should not see them
@@ -129,19 +140,23 @@ def fit_epoch_seconds(args: list[str], tmp: Path, limit: int | None = None) -> t
          "--trainer.enable_model_summary", "false", "--trainer.num_sanity_val_steps", "0",
          "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp), "--preview.num_images", "0",
          "--trainer.callbacks+=benchmarks.common.TrainTimer",
+         *(arg for key, value in DATA_OPTIONS.items() for arg in (f"--data.{key}", str(value))),
          *(["--trainer.limit_train_batches", str(limit)] if limit else [])]
     )  # fmt: skip
     timer = next(cb for cb in cli.trainer.callbacks if isinstance(cb, TrainTimer))
-    return timer.seconds, timer.images
+    return timer.seconds, timer.images, timer.cpu_seconds
 
 
-def alternate(runs: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Call each run in turn, ``rounds`` times, reversing the order every round; each returns seconds."""
-    results: dict[str, list[float]] = {name: [] for name in runs}
+def alternate(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list[Any]]:
+    """Call each run in turn, ``rounds`` times, reversing the order every round; each returns seconds, or
+    (wall seconds, CPU seconds)."""
+    results: dict[str, list[Any]] = {name: [] for name in runs}
     for r in range(rounds):
         for name in list(runs) if r % 2 == 0 else list(runs)[::-1]:
             results[name].append(runs[name]())
-            print(f"  round {r + 1} {name}: {results[name][-1]:.2f} s", flush=True)
+            value = results[name][-1]
+            shown = f"{value[0]:.2f} s (CPU {value[1]:.2f} s)" if isinstance(value, tuple) else f"{value:.2f} s"
+            print(f"  round {r + 1} {name}: {shown}", flush=True)
     return results
 
 

@@ -23,6 +23,7 @@ from benchmarks.common import (
     best,
     cifar_jpeg,
     fit_epoch_seconds,
+    load,
     machine,
     plain_epoch,
     seed,
@@ -49,6 +50,33 @@ data:
 """
 
 
+def measure(models: list[str], rounds: int = 2, limit_batches: int | None = None) -> list[dict]:
+    """Seconds of one training epoch per model: tutorial + plain loop, and ``lightning_cnn fit``; best of ``rounds``."""
+    dm = cifar_jpeg(batch_size=128)
+    n = len(dm.train_set) if limit_batches is None else min(len(dm.train_set), 128 * limit_batches)
+    summary = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            config = Path(tmp) / f"{name}.yaml"
+            config.write_text(RECIPE.format(model=name))
+            print(f"{name}:")
+
+            def ours(config: Path = config) -> float:
+                return fit_epoch_seconds(["--config", str(config)], Path(tmp), limit_batches)[0]
+
+            def tutorial(name: str = name) -> float:
+                model = MODELS[name](num_classes=dm.num_classes, input_shape=(3, 32, 32))
+                optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+                start = time.perf_counter()
+                plain_epoch(model, optimizer, tutorial_loader(dm, batch_size=128, workers=2), limit_batches)
+                return time.perf_counter() - start
+
+            times = alternate({"tutorial": tutorial, "ours": ours}, rounds)
+            summary.append({"model": name, "images": n, "tutorial_s": best(times["tutorial"]),
+                            "ours_s": best(times["ours"])})  # fmt: skip
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["SimpleCNN", "ConvNet"])
@@ -56,34 +84,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     seed()
-    dm = cifar_jpeg(batch_size=128)
-    n = len(dm.train_set) if args.limit_batches is None else 128 * args.limit_batches
-    print(f"benchmark 2: one training epoch end to end, {n} images 3×32×32, batch 128\nmachine: {machine()}")
-    summary = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name in args.models:
-            config = Path(tmp) / f"{name}.yaml"
-            config.write_text(RECIPE.format(model=name))
-            print(f"{name}:")
-
-            def ours(config: Path = config) -> float:
-                return fit_epoch_seconds(["--config", str(config)], Path(tmp), args.limit_batches)[0]
-
-            def tutorial(name: str = name) -> float:
-                model = MODELS[name](num_classes=10, input_shape=(3, 32, 32))
-                optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-                start = time.perf_counter()
-                plain_epoch(model, optimizer, tutorial_loader(dm, batch_size=128, workers=2), args.limit_batches)
-                return time.perf_counter() - start
-
-            times = alternate({"tutorial": tutorial, "ours": ours}, args.rounds)
-            summary.append((name, best(times["tutorial"]), best(times["ours"])))
-    for name, base, ours_s in summary:
+    print(f"benchmark 2: one training epoch end to end, images 3×32×32, batch 128\nmachine: {machine()}")
+    for row in measure(args.models, args.rounds, args.limit_batches):
+        n, base, ours_s = row["images"], row["tutorial_s"], row["ours_s"]
         print(
-            f"{name}: tutorial + plain loop {base:.1f} s/epoch ({n / base:,.0f} img/s), lightning_cnn fit"
+            f"{row['model']}: tutorial + plain loop {base:.1f} s/epoch ({n / base:,.0f} img/s), lightning_cnn fit"
             f" {ours_s:.1f} s/epoch ({n / ours_s:,.0f} img/s): {base / ours_s:.2f}× faster (acceptance: ≥ 1.2×)"
         )
-    print(f"load after: {machine().rsplit('load average', 1)[1]}")
+    print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

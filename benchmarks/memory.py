@@ -36,25 +36,39 @@ def peak_rss(args: list[str]) -> tuple[float, float]:
     return usage.ru_maxrss / 1024**2, time.perf_counter() - start  # ru_maxrss is in KiB on Linux
 
 
+def measure(
+    cifar_epochs: int = 10, extra: list[str] | None = None, parts: tuple[str, ...] = tuple(LIMITS_GB)
+) -> list[dict]:
+    """Peak RSS and wall time of a full fit (+ test) of the MNIST recipe and of a CIFAR-shaped one; ``extra``
+    fit options shorten the runs (a smoke test)."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        quiet = ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", tmp, *(extra or [])]
+        runs = {
+            "MNIST": ["--config", "configs/mnist/lenet5.yaml", *quiet],
+            "CIFAR-10 (JPEG copy)": [
+                "--config", "configs/cifar10_jpeg/convnet_bn_dropout.yaml",
+                "--trainer.max_epochs", str(cifar_epochs), *quiet,
+            ],
+        }  # fmt: skip
+        for name in parts:
+            gb, seconds = peak_rss(runs[name])
+            rows.append({"data": name, "config": runs[name][1], "peak_rss_gb": gb, "limit_gb": LIMITS_GB[name],
+                         "seconds": seconds})  # fmt: skip
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cifar_epochs", type=int, default=10)
     args = parser.parse_args()
     print(f"benchmark 4: peak RSS of a full fit (+ test)\nmachine: {machine()}")
-    with tempfile.TemporaryDirectory() as tmp:
-        quiet = ["--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", tmp]
-        runs = {
-            "MNIST": ["--config", "configs/mnist/lenet5.yaml", *quiet],
-            "CIFAR-10 (JPEG copy)": [
-                "--config", "configs/cifar10_jpeg/convnet_bn_dropout.yaml",
-                "--trainer.max_epochs", str(args.cifar_epochs), *quiet,
-            ],
-        }  # fmt: skip
-        for name, run_args in runs.items():
-            gb, seconds = peak_rss(run_args)
-            verdict = "ok" if gb <= LIMITS_GB[name] else "OVER"
-            limit = LIMITS_GB[name]
-            print(f"{name}: peak RSS {gb:.2f} GB (limit {limit} GB, {verdict}), {seconds:.0f} s, {run_args[1]}")
+    for row in measure(args.cifar_epochs):
+        verdict = "ok" if row["peak_rss_gb"] <= row["limit_gb"] else "OVER"
+        print(
+            f"{row['data']}: peak RSS {row['peak_rss_gb']:.2f} GB (limit {row['limit_gb']} GB, {verdict}),"
+            f" {row['seconds']:.0f} s, {row['config']}"
+        )
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -92,7 +92,14 @@ class CNNLightningCLI(LightningCLI):
             "--test_after_fit",
             type=bool,
             default=False,
-            help="After fit, test the best checkpoint (the last weights if none was saved) on the test split.",
+            help="After fit, test a checkpoint of the run (see test_ckpt) on the test split.",
+        )
+        parser.add_argument(
+            "--test_ckpt",
+            type=Literal["auto", "best", "last"],
+            default="auto",
+            help="The checkpoint test_after_fit tests: 'best' (best val/acc), 'last' (the last epoch), or 'auto':"
+            " 'last' when the learning rate was annealed (ended below 1/100 of its start), else 'best'.",
         )
         parser.set_defaults(
             {
@@ -183,9 +190,26 @@ class CNNLightningCLI(LightningCLI):
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):
             return
+        which = self.config.fit.get("test_ckpt") or "auto"
+        if which == "auto":
+            which = "last" if lr_annealed(self.trainer) else "best"
         checkpoint = self.trainer.checkpoint_callback
-        best = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best or None)
+        path = ""
+        if isinstance(checkpoint, ModelCheckpoint):
+            path = checkpoint.best_model_path if which == "best" else checkpoint.last_model_path
+        # without a saved checkpoint (checkpointing off), the weights in memory: those of the last step
+        rank_zero_info(f"test_after_fit: testing the {which} checkpoint {path or '(the weights in memory)'}")
+        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
+
+
+ANNEALED = 0.01  # a learning rate that ended below this fraction of its start was annealed
+
+
+def lr_annealed(trainer: L.Trainer) -> bool:
+    """True when every optimizer's learning rate ended below ``ANNEALED`` × its initial value (cosine or one-cycle
+    to zero, step decays): the last weights are then the schedule's result, and the best-val epoch is noise."""
+    groups = [group for optimizer in trainer.optimizers for group in optimizer.param_groups if group.get("initial_lr")]
+    return bool(groups) and all(group["lr"] < ANNEALED * group["initial_lr"] for group in groups)
 
 
 def cli_main(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_cnn.data import MNISTDataModule
+from lightning_cnn.models.base import ImageClassifier
 from tests.helpers.runs import QUICK, scalars
 
 
@@ -118,3 +121,40 @@ def test_train_loss_is_the_mean_of_the_steps_since_the_last_point(run_cli, mnist
     assert len(runs[1]) == 12 and len(runs[4]) == 3
     windows = [sum(runs[1][i : i + 4]) / 4 for i in range(0, 12, 4)]
     assert runs[4] == pytest.approx(windows, rel=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "test_ckpt", "tested"),
+    [
+        (["--model.lr_scheduler", "lightning_cnn.schedulers.WarmupCosineLR"], "auto", "last.ckpt"),  # annealed to 0
+        ([], "auto", "epoch"),  # a constant learning rate: the best val/acc epoch
+    ],
+)
+def test_test_after_fit_tests_the_checkpoint_test_ckpt_chooses(
+    run_cli, mnist_dir, tmp_path, schedule, test_ckpt, tested
+):
+    code, err = run_cli(
+        "fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 2, "--trainer.limit_train_batches", 4,
+        "--trainer.default_root_dir", tmp_path, "--test_after_fit", "true", "--test_ckpt", test_ckpt,
+        "--preview.num_images", 0, *schedule, *QUICK,
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "lightning_logs" / "version_0" / "metrics.json").read_text())
+    assert Path(metrics["checkpoint"]).name.startswith(tested), metrics["checkpoint"]
+
+
+def test_train_accuracy_counts_every_training_image_of_the_epoch(run_cli, mnist_dir, tmp_path):
+    # learning rate 0: the weights stay those of the checkpoint, so train/acc must be their accuracy on the split
+    code, err = run_cli(
+        "fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 1, "--model.optimizer.lr", 0,
+        "--trainer.default_root_dir", tmp_path, "--preview.num_images", 0, "--report.enabled", "false", *QUICK,
+    )  # fmt: skip
+    assert code == 0, err
+    run = tmp_path / "lightning_logs" / "version_0"
+    model = ImageClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt").eval()
+    dm = MNISTDataModule(data_dir=str(mnist_dir), val_size=0.2)
+    dm.setup("fit")
+    images, labels = dm.prepare_batch((dm.train_set.images, dm.train_set.labels), train=False)
+    with torch.no_grad():
+        expected = (model(images).argmax(dim=1) == labels).float().mean().item()
+    assert scalars(run)["train/acc"][-1] == pytest.approx(expected, abs=1e-6)

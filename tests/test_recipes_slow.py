@@ -33,9 +33,7 @@ def last_scalar(run_dir: Path, tag: str) -> float:
     [
         ("mnist/lenet5.yaml", 0.990),
         ("mnist/mlp.yaml", 0.978),
-        ("mnist/convnet_bn.yaml", 0.993),
-        ("mnist/alexnet.yaml", 0.992),
-    ],
+    ],  # the longer recipes, and every recipe over several seeds and thread counts: `make results`
 )
 def test_mnist_recipe_reaches_its_accuracy(recipe, minimum, run_cli, tmp_path):
     code, err = run_cli(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
@@ -20,6 +21,20 @@ class RunCheckpoint(ModelCheckpoint):
     resume from an older epoch. Lightning's ``on_train_end`` also saves ``last.ckpt`` in a fast dev run,
     into a folder outside any run.
     """
+
+    @property
+    def state_key(self) -> str:
+        # Lightning asks for it at every hook call of every step; its repr of the settings is built once per setting
+        settings = (self.monitor, self.mode, self._every_n_train_steps, self._every_n_epochs, self._train_time_interval)
+        if getattr(self, "_state_key_of", None) != settings:
+            self._state_key_of, self._state_key = settings, super().state_key
+        return self._state_key
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any, **kwargs: Any) -> None:
+        # without step or time triggers nothing is saved mid-epoch: skip Lightning's per-step checks
+        if self._every_n_train_steps < 1 and self._train_time_interval is None and pl_module.automatic_optimization:
+            return
+        super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
 
     def _save_last_if_missed(self, trainer: L.Trainer) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:

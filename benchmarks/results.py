@@ -1,0 +1,307 @@
+"""Every accuracy and timing figure the docs quote, regenerated from scratch and written as dated tables.
+
+    python -m benchmarks.results                      # everything (hours on a 2-core CPU)
+    python -m benchmarks.results --parts recipe       # only the main recipe's seeds × threads table
+    python -m benchmarks.results --quick              # every part on a few batches: checks the script, not figures
+
+Writes ``OUT/cpu.md`` and ``OUT/cpu.json`` (``cpu-quick.*`` in quick mode, so a check never overwrites real
+figures). The parts run now replace their sections; the others keep their earlier figures and dates. Data is
+found like any command finds it: ``--data_dir``, else ``$LIGHTNING_CNN_DATA``, else ``./data``; a part whose data
+is missing is skipped with a line saying what to put where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+
+from benchmarks import common
+from benchmarks.common import CIFAR_JPEG, ROOT, load, machine, seed
+
+PARTS = ("models", "recipe", "mnist_recipes", "overhead", "pipeline", "end_to_end", "memory")
+MAIN_RECIPE = "configs/mnist/lenet5.yaml"
+MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
+MAIN_THREADS = (1, 2)
+MAIN_MINIMUM = 0.990  # what the recipe promises for every seed and thread count
+# the MNIST recipes of the models table (ResNet-18's is a GPU recipe), each over the seeds below
+MNIST_RECIPES = ("mlp", "simple_cnn", "lenet5", "convnet", "convnet_dropout", "convnet_bn", "alexnet")
+RECIPE_SEEDS = (42, 1, 2)
+# a fit of a few batches: checks that the code path runs, measures nothing
+QUICK_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+             "--trainer.limit_test_batches", "1", "--data.val_size", "0.2"]  # fmt: skip
+QUICK_DATA = {"val_size": 0.2}  # tiny data sets have fewer than the 5,000 validation images of the real ones
+
+
+def describe_machine() -> dict[str, Any]:
+    """The machine and software every figure of a run was measured on."""
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    )
+    return {
+        "summary": machine(),
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": L.__version__,
+        "gpus": gpus,
+    }
+
+
+def missing_data(part: str, data_dir: Path) -> str | None:
+    """What a part needs that is not in ``data_dir``, as a line a user can act on; None when all is there."""
+    from lightning_cnn.data import MNISTDataModule
+
+    needs_mnist = part in ("recipe", "mnist_recipes", "overhead", "memory")
+    needs_cifar = part in ("overhead", "pipeline", "end_to_end", "memory")
+    missing = []
+    if needs_mnist and not MNISTDataModule(data_dir=str(data_dir)).files_present():
+        missing.append(f"MNIST (its raw files in {data_dir}/MNIST/raw, or run any MNIST fit with download on)")
+    if needs_cifar and not (Path(CIFAR_JPEG).is_file() or (data_dir / CIFAR_JPEG).is_file()):
+        missing.append(f"the CIFAR-10 JPEG copy ({data_dir}/{CIFAR_JPEG})")
+    return f"needs {' and '.join(missing)}" if missing else None
+
+
+# --- the parts: each returns a JSON-able record --------------------------------------------------------------
+def part_models(quick: bool) -> dict[str, Any]:
+    from lightning_cnn.training.model_table import recipe_rows
+
+    return {"rows": recipe_rows()}
+
+
+def part_recipe(quick: bool) -> dict[str, Any]:
+    from benchmarks.recipes import run_recipe
+
+    seeds, threads = (MAIN_SEEDS[:1], MAIN_THREADS[:1]) if quick else (MAIN_SEEDS, MAIN_THREADS)
+    runs = []
+    for s in seeds:
+        for t in threads:
+            run = run_recipe(MAIN_RECIPE, s, t, QUICK_FIT if quick else None)
+            print(f"  {MAIN_RECIPE} seed {s}, {t} threads: test/acc {run.test_acc:.4f} ({run.seconds:.0f} s)")
+            runs.append(vars(run))
+    return {"config": MAIN_RECIPE, "minimum": MAIN_MINIMUM, "runs": runs}
+
+
+def part_mnist_recipes(quick: bool) -> dict[str, Any]:
+    from benchmarks.recipes import run_recipe
+
+    names, seeds = (MNIST_RECIPES[:1], RECIPE_SEEDS[:1]) if quick else (MNIST_RECIPES, RECIPE_SEEDS)
+    rows = []
+    for name in names:
+        config = f"configs/mnist/{name}.yaml"
+        # quick: in this process, as the recipe part already checks the fresh-process path
+        runs = [run_recipe(config, s, None, QUICK_FIT if quick else None, in_process=quick) for s in seeds]
+        accs = [run.test_acc for run in runs]
+        print(f"  {config}: test/acc min {min(accs):.4f} over seeds {list(seeds)}")
+        rows.append({"config": config, "seeds": list(seeds), "test_acc": accs,
+                     "seconds": statistics.mean(run.seconds for run in runs)})  # fmt: skip
+    return {"rows": rows}
+
+
+def part_overhead(quick: bool) -> dict[str, Any]:
+    from benchmarks import overhead
+
+    return {"rows": overhead.measure(rounds=1 if quick else 3, limit_batches=2 if quick else None)}
+
+
+def part_pipeline(quick: bool) -> dict[str, Any]:
+    from benchmarks import pipeline
+
+    return {"rates": pipeline.measure(rounds=1 if quick else 3, limit_batches=2 if quick else None)}
+
+
+def part_end_to_end(quick: bool) -> dict[str, Any]:
+    from benchmarks import end_to_end
+
+    models = ["SimpleCNN"] if quick else ["SimpleCNN", "ConvNet"]
+    return {"rows": end_to_end.measure(models, rounds=1 if quick else 2, limit_batches=2 if quick else None)}
+
+
+def part_memory(quick: bool) -> dict[str, Any]:
+    from benchmarks import memory
+
+    if quick:  # one fit in a child process shows the measurement works; the CIFAR-shaped one would double the time
+        return {"rows": memory.measure(extra=QUICK_FIT, parts=("MNIST",))}
+    return {"rows": memory.measure(cifar_epochs=10)}
+
+
+RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "models": part_models,
+    "recipe": part_recipe,
+    "mnist_recipes": part_mnist_recipes,
+    "overhead": part_overhead,
+    "pipeline": part_pipeline,
+    "end_to_end": part_end_to_end,
+    "memory": part_memory,
+}
+
+
+# --- Markdown --------------------------------------------------------------------------------------------------
+def percent(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def md_models(record: dict[str, Any]) -> list[str]:
+    from lightning_cnn.training.model_table import recipe_table
+
+    return [recipe_table(record["rows"])]
+
+
+def md_recipe(record: dict[str, Any]) -> list[str]:
+    runs = record["runs"]
+    seeds = list(dict.fromkeys(run["seed"] for run in runs))
+    threads = list(dict.fromkeys(run["threads"] for run in runs))
+    acc = {(run["seed"], run["threads"]): run["test_acc"] for run in runs}
+    lines = ["| seed | " + " | ".join(f"{t} thread{'s' * (t > 1)}" for t in threads) + " |",
+             "| ---: |" + " ---: |" * len(threads)]  # fmt: skip
+    for s in seeds:
+        lines.append(f"| {s} | " + " | ".join(percent(acc[s, t]) if (s, t) in acc else "-" for t in threads) + " |")
+    accs = [run["test_acc"] for run in runs]
+    seconds = statistics.mean(run["seconds"] for run in runs)
+    lines += ["", f"`{record['config']}`, tested checkpoint: {runs[0]['checkpoint']}. Minimum {percent(min(accs))},"
+              f" mean {percent(statistics.mean(accs))} (promised: at least {percent(record['minimum'])} for every"
+              f" run); {seconds:.0f} s per run, a fresh process each, fit and test."]  # fmt: skip
+    return lines
+
+
+def md_mnist_recipes(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "| recipe | seeds | test accuracy: min | mean | max | s per run |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for row in record["rows"]:
+        accs = row["test_acc"]
+        lines.append(f"| `{row['config']}` | {', '.join(map(str, row['seeds']))} | {percent(min(accs))} |"
+                     f" {percent(statistics.mean(accs))} | {percent(max(accs))} | {row['seconds']:.0f} |")  # fmt: skip
+    return lines
+
+
+def md_overhead(record: dict[str, Any]) -> list[str]:
+    lines = ["| case | images | plain loop img/s | bare Lightning img/s | lightning_cnn fit img/s"
+             " | ours / bare Lightning | ours / plain loop | in CPU time: ours / bare | ours / plain |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for row in record["rows"]:
+        n = row["images"]
+        lines.append(f"| {row['case']}, batch {row['batch_size']} | {n:,} | {n / row['plain_s']:,.0f} |"
+                     f" {n / row['bare_s']:,.0f} | {n / row['ours_s']:,.0f} | {row['bare_s'] / row['ours_s']:.3f} |"
+                     f" {row['plain_s'] / row['ours_s']:.3f} | {row['bare_cpu_s'] / row['ours_cpu_s']:.3f} |"
+                     f" {row['plain_cpu_s'] / row['ours_cpu_s']:.3f} |")  # fmt: skip
+    return [
+        *lines,
+        "",
+        f"One training epoch each with {record['rows'][0].get('threads', '?')} torch thread(s), the three run in"
+        " turn in one process, best of the rounds; the ratios in CPU seconds of the process are steadier than wall"
+        " time on a shared machine.",
+    ]
+
+
+def md_pipeline(record: dict[str, Any]) -> list[str]:
+    rates = record["rates"]
+    lines = ["| pipeline | images/s | × tutorial |", "| --- | ---: | ---: |"]
+    for name in ("tutorial", "ours", "ours, 1 thread"):
+        lines.append(f"| {name} | {rates[name]:,.0f} | {rates[name] / rates['tutorial']:.1f} |")
+    return [*lines, "", f"{rates['images']:,} CIFAR-shaped images (the JPEG copy), batch 128, crop + flip."]
+
+
+def md_end_to_end(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "| model | tutorial + plain loop s/epoch | lightning_cnn fit s/epoch | speed-up |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for row in record["rows"]:
+        lines.append(f"| {row['model']} | {row['tutorial_s']:.1f} | {row['ours_s']:.1f} |"
+                     f" {row['tutorial_s'] / row['ours_s']:.2f}× |")  # fmt: skip
+    return [*lines, "", f"{record['rows'][0]['images']:,} CIFAR-shaped images (the JPEG copy), batch 128, one epoch."]
+
+
+def md_memory(record: dict[str, Any]) -> list[str]:
+    lines = ["| data | recipe | peak RSS | limit | wall time |", "| --- | --- | ---: | ---: | ---: |"]
+    for row in record["rows"]:
+        lines.append(f"| {row['data']} | `{row['config']}` | {row['peak_rss_gb']:.2f} GB | {row['limit_gb']} GB |"
+                     f" {row['seconds']:.0f} s |")  # fmt: skip
+    return lines
+
+
+TITLES = {
+    "models": ("Models: parameters and FLOPs of every recipe", md_models),
+    "recipe": ("The main recipe: LeNet-5 on MNIST, 3 epochs, per seed and torch threads", md_recipe),
+    "mnist_recipes": ("MNIST recipes: test accuracy over seeds", md_mnist_recipes),
+    "overhead": ("Framework overhead (benchmarks/overhead.py)", md_overhead),
+    "pipeline": ("Input pipeline (benchmarks/pipeline.py)", md_pipeline),
+    "end_to_end": ("One epoch end to end (benchmarks/end_to_end.py)", md_end_to_end),
+    "memory": ("Peak memory of a full fit (benchmarks/memory.py)", md_memory),
+}
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The results as one Markdown page: the machine once, then one dated section per part."""
+    m = results["machine"]
+    gpus = ", ".join(m["gpus"]) or "none"
+    quick = " (quick check: a few batches, not figures)" if results["quick"] else ""
+    lines = [
+        f"# Results{quick}",
+        "",
+        f"Machine: {m['summary']}; Python {m['python']}; GPU: {gpus}.",
+        "",
+        "Regenerate with `make results` (`python -m benchmarks.results`); every figure below comes from it.",
+    ]
+    for part in PARTS:
+        record = results["parts"].get(part)
+        if record is None:
+            continue
+        title, render = TITLES[part]
+        lines += ["", f"## {title}", "", f"Measured {record['date']} in {record['wall_s']:.0f} s (load after: "
+                  f"{record['load']}).", ""]  # fmt: skip
+        lines += [f"Not measured: {record['skipped']}."] if "skipped" in record else render(record)
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="every part on a few batches (a check that it runs)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="the parts to run now")
+    parser.add_argument("--data_dir", type=Path, default=None, help="default: $LIGHTNING_CNN_DATA, else ./data")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    data_dir = (args.data_dir or Path(os.environ.get("LIGHTNING_CNN_DATA") or "data")).resolve()
+    os.environ["LIGHTNING_CNN_DATA"] = str(data_dir)  # for this process's data modules and the fits it starts
+    name = "cpu-quick" if args.quick else "cpu"
+    common.DATA_OPTIONS.clear()
+    common.DATA_OPTIONS.update(QUICK_DATA if args.quick else {})
+    json_path, md_path = args.out / f"{name}.json", args.out / f"{name}.md"
+    results = json.loads(json_path.read_text()) if json_path.is_file() else {"parts": {}}
+    results |= {"machine": describe_machine(), "quick": args.quick}
+    print(f"results: {', '.join(args.parts)}{' (quick)' if args.quick else ''}; data: {data_dir}\n"
+          f"machine: {results['machine']['summary']}", flush=True)  # fmt: skip
+    for part in args.parts:
+        start = time.perf_counter()
+        record: dict[str, Any] = {"date": datetime.date.today().isoformat()}
+        missing = missing_data(part, data_dir)
+        if missing:
+            print(f"{part}: skipped, it {missing}", flush=True)
+            record["skipped"] = missing
+        else:
+            print(f"{part}:", flush=True)
+            seed()
+            record |= RUNNERS[part](args.quick)
+        record |= {"wall_s": time.perf_counter() - start, "load": load()}
+        results["parts"][part] = record
+        args.out.mkdir(parents=True, exist_ok=True)  # written after every part: hours of figures are not lost
+        json_path.write_text(json.dumps(results, indent=1) + "\n")
+        md_path.write_text(markdown(results))
+    print(f"wrote {md_path} and {json_path.name}")
+
+
+if __name__ == "__main__":
+    main()
