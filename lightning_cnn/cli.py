@@ -35,11 +35,19 @@ from lightning_cnn.errors import ConfigError
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
-from lightning_cnn.training.callbacks import RunCheckpoint
+from lightning_cnn.training.callbacks import RunCheckpoint, ScheduleResumeNote
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import RunLogger
 from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.report import EvaluationReport
+from lightning_cnn.training.run_folder import (
+    claim_version,
+    kept_note,
+    lock_run,
+    next_version,
+    release_runs,
+    remove_if_untrained,
+)
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -139,32 +147,70 @@ class CNNLightningCLI(LightningCLI):
         run_dir = path.resolve().parent.parent
         in_a_run = path.parent.name == "checkpoints" and run_version(run_dir) >= 0
         if self.subcommand == "fit" and in_a_run and run_dir.parent.resolve() == runs.resolve():
+            lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
             self._resume_version = run_version(run_dir)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The trainer with the configured callbacks (optional ones left out when unset); a resumed run logs into
-        its own folder and saves its config as ``config_resumed_N.yaml`` beside the original."""
+        """The trainer with the configured callbacks (optional ones left out when unset); every run has its own
+        ``version_N`` folder, with or without a logger, and a resumed run goes on in its own folder and saves its
+        config as ``config_resumed_N.yaml`` beside the original."""
         parser = self._parser(self.subcommand)
         callbacks = [cb for key in parser.callback_keys if (cb := self._get(self.config_init, key)) is not None]
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        root = config.get("default_root_dir") or "."
+        resume = getattr(self, "_resume_version", None)
+        self._created_run: Path | None = None
+        self._resumed_run = None if resume is None else runs_under(root) / f"version_{resume}"
         if config.get("logger") in (None, True):
-            root = config.get("default_root_dir") or "."
             # no hp_metric placeholder: the EvaluationReport callback declares the run's real metrics
-            config["logger"] = RunLogger(
-                save_dir=root, version=getattr(self, "_resume_version", None), default_hp_metric=False
-            )
-            if getattr(self, "_resume_version", None) is not None:
-                run_dir = Path(config["logger"].log_dir)
-                n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
-                self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+            config["logger"] = RunLogger(save_dir=root, version=resume, default_hp_metric=False)
         elif not config.get("logger"):  # `--trainer.logger false`: nothing to log learning rates to
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+            if not config.get("fast_dev_run"):
+                config["default_root_dir"] = str(self._folder_without_logger(root))
+        if self._resumed_run is not None:
+            n = 1 + sum(1 for _ in self._resumed_run.glob("config_resumed_*.yaml"))
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+            callbacks.append(ScheduleResumeNote(self._resumed_run / f"config_resumed_{n}.yaml"))
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return self._instantiate_trainer(config, callbacks)
+
+    def _folder_without_logger(self, root: str) -> Path:
+        """The run folder of a run without a logger: its own ``version_N`` like any run (it would otherwise write
+        ``config.yaml`` and ``checkpoints/`` into the root, where a second run collides with the first)."""
+        runs = runs_under(root)
+        if self._resumed_run is not None:
+            return self._resumed_run
+        self._created_run = runs / f"version_{claim_version(runs, next_version(runs))}"
+        lock_run(self._created_run)
+        return self._created_run
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the subcommand holding its run folder; a failure removes the folder it created when nothing was
+        trained yet, else adds to the error which folder and checkpoint were kept."""
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            if self.trainer.is_global_zero:
+                self._after_failure(err)
+            raise
+        finally:
+            release_runs()
+
+    def _after_failure(self, err: BaseException) -> None:
+        logger = self.trainer.logger
+        created = getattr(logger, "_claimed", None) if isinstance(logger, RunLogger) else self._created_run
+        if created and self.trainer.global_step == 0 and remove_if_untrained(Path(created)):
+            return
+        run_dir = Path(created) if created else self._resumed_run
+        if isinstance(err, Exception) and run_dir is not None and run_dir.is_dir() and str(run_dir) not in str(err):
+            checkpoint = self.trainer.checkpoint_callback
+            saved = [getattr(checkpoint, key, "") for key in ("last_model_path", "best_model_path")]
+            err.add_note(kept_note(run_dir, [Path(path) for path in saved if path]))
 
     def before_fit(self) -> None:
         """Fail before any training, and before a resumed run folder is written to, when a callback watches a

@@ -54,7 +54,13 @@ def usage() -> str:
 
 def describe(err: BaseException) -> str:
     """One line for any exception: the user-facing message where there is one, else what failed and on which
-    path, else the exception itself with the way to its traceback."""
+    path, else the exception itself with the way to its traceback; then what a failed run kept."""
+    line = _describe(err)
+    notes = getattr(err, "__notes__", None) or []  # what the failed run kept (added by the CLI)
+    return "; ".join([line, *(" ".join(str(note).split()) for note in notes)])
+
+
+def _describe(err: BaseException) -> str:
     from lightning_cnn.errors import user_error
 
     found = user_error(err)
