@@ -42,7 +42,7 @@ from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.report import EvaluationReport
 from lightning_cnn.training.run_folder import (
     claim_version,
-    kept_note,
+    last_good_checkpoint,
     lock_run,
     next_version,
     release_runs,
@@ -207,10 +207,15 @@ class CNNLightningCLI(LightningCLI):
         if created and self.trainer.global_step == 0 and remove_if_untrained(Path(created)):
             return
         run_dir = Path(created) if created else self._resumed_run
-        if isinstance(err, Exception) and run_dir is not None and run_dir.is_dir() and str(run_dir) not in str(err):
-            checkpoint = self.trainer.checkpoint_callback
-            saved = [getattr(checkpoint, key, "") for key in ("last_model_path", "best_model_path")]
-            err.add_note(kept_note(run_dir, [Path(path) for path in saved if path]))
+        if not isinstance(err, Exception) or run_dir is None or not run_dir.is_dir():
+            return
+        callback = self.trainer.checkpoint_callback
+        saved = [Path(p) for key in ("last_model_path", "best_model_path") if (p := getattr(callback, key, ""))]
+        checkpoint = last_good_checkpoint(run_dir, saved)
+        if checkpoint is None:
+            err.add_note(f"the run folder {run_dir} is kept (no checkpoint had been saved yet)")
+        elif str(checkpoint) not in str(err):  # a message that names it already (divergence) says enough
+            err.add_note(f"the run folder {run_dir} is kept with its last good checkpoint {checkpoint}")
 
     def before_fit(self) -> None:
         """Fail before any training, and before a resumed run folder is written to, when a callback watches a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 PROG = "lightning-cnn"
@@ -101,6 +102,14 @@ def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
     cli_main(None if from_sys_argv else argv)
 
 
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    """A file-system error in a writer thread (TensorBoard's, on a full disk) is raised again where the run next
+    writes, and reported there in one line: the thread's own traceback only with the debug variable."""
+    if isinstance(args.exc_value, OSError) and not os.environ.get(DEBUG_ENV_VAR):
+        return
+    threading.__excepthook__(args)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Console entry point: the error boundary of every subcommand and tool."""
     if sys.argv and sys.argv[0].endswith("__main__.py"):
@@ -108,6 +117,7 @@ def main(args: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    threading.excepthook = _thread_error
     try:
         run(argv, from_sys_argv=args is None)
     except KeyboardInterrupt:

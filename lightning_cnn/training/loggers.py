@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
@@ -29,14 +32,44 @@ class RunLogger(TensorBoardLogger):
         lock_run(Path(self._claimed))
         return version
 
+    @property
+    def experiment(self) -> Any:
+        with naming_the_folder(self):
+            return super().experiment
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        with naming_the_folder(self):
+            super().log_metrics(metrics, step)
+
+    def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+        with naming_the_folder(self):
+            super().log_hyperparams(*args, **kwargs)
+
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        super().finalize(status)
+        try:
+            with naming_the_folder(self):
+                super().finalize(status)
+        except OSError:
+            if status != "failed":
+                raise  # after a failure, the failure is what the user needs to hear about, not the log's flush
         if status != "failed" or not self._claimed or not os.path.isdir(self._claimed):
             return
         files = [os.path.join(self._claimed, name) for name in os.listdir(self._claimed) if name != LOCK_FILE]
         if all(os.path.basename(f).startswith("events.out.tfevents.") and _only_file_header(f) for f in files):
             remove_if_untrained(Path(self._claimed))
+
+
+@contextlib.contextmanager
+def naming_the_folder(logger: TensorBoardLogger) -> Iterator[None]:
+    """TensorBoard writes its events in a thread and raises its file-system errors (a full disk) without the path:
+    name the run folder instead."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename or not err.strerror:
+            raise
+        raise OSError(err.errno, err.strerror, logger.log_dir) from err
 
 
 def _only_file_header(path: str) -> bool:

@@ -80,11 +80,9 @@ def remove_if_untrained(run_dir: Path) -> bool:
     return not run_dir.exists()
 
 
-def kept_note(run_dir: Path, saved: list[Path]) -> str:
-    """What a failed run leaves for the user: its folder, and its checkpoint (``saved``, the checkpoint callback's
-    last and best, else the newest ``.ckpt`` in the folder; a half-written one is never a ``.ckpt``)."""
+def last_good_checkpoint(run_dir: Path, saved: list[Path]) -> Path | None:
+    """The checkpoint a failed run leaves: the first of ``saved`` (the checkpoint callback's last and best) that
+    exists, else the newest ``.ckpt`` in ``run_dir`` (a half-written one is never a ``.ckpt``)."""
     newest = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)[-1:]
     found = [p for p in saved if p.is_file()][:1] or newest
-    if not found:
-        return f"the run folder {run_dir} is kept (no checkpoint had been saved yet)"
-    return f"the run folder {run_dir} is kept with its last good checkpoint {found[0]}"
+    return found[0] if found else None
