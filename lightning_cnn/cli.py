@@ -38,6 +38,7 @@ from lightning_cnn.models.base import ImageClassifier, check_monitor
 from lightning_cnn.training.callbacks import RunCheckpoint, ScheduleResumeNote
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import RunLogger
+from lightning_cnn.training.predictions import PredictionCSV
 from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.report import EvaluationReport
 from lightning_cnn.training.run_folder import (
@@ -121,6 +122,7 @@ class CNNLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         self._resume_version: int | None = None
         if self.subcommand:
+            check_accelerator(self.config[self.subcommand].get("trainer") or {})
             self._resolve_ckpt_path(self.config[self.subcommand])
 
     def _resolve_ckpt_path(self, config: Any) -> None:
@@ -129,6 +131,12 @@ class CNNLightningCLI(LightningCLI):
         run's checkpoint goes on in that run's folder."""
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path:
+            if self.subcommand in ("validate", "test", "predict"):
+                raise ConfigError(
+                    f"{self.subcommand} needs --ckpt_path: a checkpoint file, a run folder's 'best' or 'last' (with"
+                    " the run's config.yaml given by --config), since a model that was not trained (even one with"
+                    " pretrained weights, whose classifier is new) has nothing to evaluate"
+                )
             return
         runs = runs_under(config.trainer.get("default_root_dir") or ".")
         if ckpt_path in ("last", "best"):
@@ -169,6 +177,8 @@ class CNNLightningCLI(LightningCLI):
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
             if not config.get("fast_dev_run"):
                 config["default_root_dir"] = str(self._folder_without_logger(root))
+        if self.subcommand == "predict":
+            callbacks.append(PredictionCSV())
         if self._resumed_run is not None:
             n = 1 + sum(1 for _ in self._resumed_run.glob("config_resumed_*.yaml"))
             self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
@@ -282,6 +292,49 @@ def check_config_files(args: list[str]) -> None:
         if not isinstance(content, dict):
             kind = "empty" if content is None else f"a {type(content).__name__}, not a mapping of keys to values"
             raise ConfigError(f"config file {value} is {kind}; see configs/ for examples")
+
+
+def available_devices() -> dict[str, int]:
+    """The accelerators Lightning can use on this machine, with their device counts."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    found = {}
+    for name in sorted(AcceleratorRegistry.available_accelerators()):
+        accelerator = AcceleratorRegistry[name]["accelerator"]
+        try:
+            if accelerator.is_available():
+                found[name] = int(accelerator.auto_device_count())
+        except Exception:  # an accelerator whose package is missing is not available
+            continue
+    return found
+
+
+def check_accelerator(trainer: Any) -> None:
+    """``trainer.accelerator`` and ``trainer.devices`` that this machine does not have fail with one line naming
+    the key and what is available (Lightning's own message names neither, or says 'No supported gpu backend')."""
+    accelerator = trainer.get("accelerator")
+    if not isinstance(accelerator, str) or accelerator == "auto":
+        return
+    available = available_devices()
+    listed = ", ".join(f"{name} ({count} device{'s' * (count > 1)})" for name, count in available.items())
+    names = {"gpu": ["cuda", "mps"], "tpu": ["tpu", "xla"]}.get(accelerator, [accelerator])
+    chosen = next((name for name in names if name in available), None)
+    if chosen is None:
+        raise ConfigError(
+            f"trainer.accelerator: '{accelerator}' is not available on this machine; available: {listed}."
+            " Use --trainer.accelerator auto (or one of those)"
+        )
+    if chosen == "cpu":  # any number of CPU processes can run
+        return
+    devices = trainer.get("devices")
+    wanted = len(devices) if isinstance(devices, (list, tuple)) else None
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.isdigit()):
+        wanted = int(devices)
+    if wanted is not None and wanted > available[chosen]:
+        raise ConfigError(
+            f"trainer.devices: {devices} asked for with trainer.accelerator '{accelerator}', but this machine has"
+            f" {available[chosen]} {chosen} device{'s' * (available[chosen] > 1)}; available: {listed}"
+        )
 
 
 def check_checkpoint_model(path: Path, model_class_path: str | None) -> None:
