@@ -19,7 +19,7 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_cnn.checkpoints import (
     checkpoint_model,
@@ -195,6 +195,8 @@ class CNNLightningCLI(LightningCLI):
         runs = runs_under(root)
         if self._resumed_run is not None:
             return self._resumed_run
+        if rank_zero_only.rank != 0:  # the other processes write nothing: Lightning broadcasts rank 0's folders
+            return runs
         self._created_run = runs / f"version_{claim_version(runs, next_version(runs))}"
         lock_run(self._created_run)
         return self._created_run

@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import IO
 
+from lightning.pytorch.utilities import rank_zero_only
+
 from lightning_cnn.errors import ConfigError
 
 try:
@@ -48,7 +50,7 @@ def lock_run(run_dir: Path) -> None:
     """Hold ``run_dir`` for this process until ``release_runs`` or the process's end; another process holding it
     is one ``ConfigError`` line, raised before anything in the folder is written."""
     key = Path(run_dir).resolve()
-    if fcntl is None or key in _held:
+    if fcntl is None or key in _held or rank_zero_only.rank != 0:  # the other processes of a run are its own
         return
     lock = open(key / LOCK_FILE, "a")  # noqa: SIM115 (held open on purpose: closing it releases the lock)
     try:
