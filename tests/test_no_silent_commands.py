@@ -75,7 +75,7 @@ def test_a_file_that_is_not_a_lightning_checkpoint_is_one_line_for_every_command
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
 
 
-@pytest.mark.parametrize("accelerator", ["gpu", "cuda", "mps", "tpu"])
+@pytest.mark.parametrize("accelerator", ["gpu", "mps", "tpu"])
 def test_an_absent_accelerator_names_the_key_and_what_is_there(run_cli, mnist_dir, tmp_path, monkeypatch, accelerator):
     monkeypatch.setattr(cli, "available_devices", lambda: {"cpu": 1})
     code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
