@@ -19,7 +19,7 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_cnn.checkpoints import (
     checkpoint_model,
@@ -35,11 +35,20 @@ from lightning_cnn.errors import ConfigError
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
-from lightning_cnn.training.callbacks import RunCheckpoint
+from lightning_cnn.training.callbacks import RunCheckpoint, ScheduleResumeNote
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import RunLogger
+from lightning_cnn.training.predictions import PredictionCSV
 from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.report import EvaluationReport
+from lightning_cnn.training.run_folder import (
+    claim_version,
+    last_good_checkpoint,
+    lock_run,
+    next_version,
+    release_runs,
+    remove_if_untrained,
+)
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -120,6 +129,7 @@ class CNNLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         self._resume_version: int | None = None
         if self.subcommand:
+            check_accelerator(self.config[self.subcommand].get("trainer") or {})
             self._resolve_ckpt_path(self.config[self.subcommand])
 
     def _resolve_ckpt_path(self, config: Any) -> None:
@@ -128,6 +138,12 @@ class CNNLightningCLI(LightningCLI):
         run's checkpoint goes on in that run's folder."""
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path:
+            if self.subcommand in ("validate", "test", "predict"):
+                raise ConfigError(
+                    f"{self.subcommand} needs --ckpt_path: a checkpoint file, a run folder's 'best' or 'last' (with"
+                    " the run's config.yaml given by --config), since a model that was not trained (even one with"
+                    " pretrained weights, whose classifier is new) has nothing to evaluate"
+                )
             return
         runs = runs_under(config.trainer.get("default_root_dir") or ".")
         if ckpt_path in ("last", "best"):
@@ -146,32 +162,79 @@ class CNNLightningCLI(LightningCLI):
         run_dir = path.resolve().parent.parent
         in_a_run = path.parent.name == "checkpoints" and run_version(run_dir) >= 0
         if self.subcommand == "fit" and in_a_run and run_dir.parent.resolve() == runs.resolve():
+            lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
             self._resume_version = run_version(run_dir)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The trainer with the configured callbacks (optional ones left out when unset); a resumed run logs into
-        its own folder and saves its config as ``config_resumed_N.yaml`` beside the original."""
+        """The trainer with the configured callbacks (optional ones left out when unset); every run has its own
+        ``version_N`` folder, with or without a logger, and a resumed run goes on in its own folder and saves its
+        config as ``config_resumed_N.yaml`` beside the original."""
         parser = self._parser(self.subcommand)
         callbacks = [cb for key in parser.callback_keys if (cb := self._get(self.config_init, key)) is not None]
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
+        root = config.get("default_root_dir") or "."
+        resume = getattr(self, "_resume_version", None)
+        self._created_run: Path | None = None
+        self._resumed_run = None if resume is None else runs_under(root) / f"version_{resume}"
         if config.get("logger") in (None, True):
-            root = config.get("default_root_dir") or "."
             # no hp_metric placeholder: the EvaluationReport callback declares the run's real metrics
-            config["logger"] = RunLogger(
-                save_dir=root, version=getattr(self, "_resume_version", None), default_hp_metric=False
-            )
-            if getattr(self, "_resume_version", None) is not None:
-                run_dir = Path(config["logger"].log_dir)
-                n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
-                self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+            config["logger"] = RunLogger(save_dir=root, version=resume, default_hp_metric=False)
         elif not config.get("logger"):  # `--trainer.logger false`: nothing to log learning rates to
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+            if not config.get("fast_dev_run"):
+                config["default_root_dir"] = str(self._folder_without_logger(root))
+        if self.subcommand == "predict":
+            callbacks.append(PredictionCSV())
+        if self._resumed_run is not None:
+            n = 1 + sum(1 for _ in self._resumed_run.glob("config_resumed_*.yaml"))
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
+            callbacks.append(ScheduleResumeNote(self._resumed_run / f"config_resumed_{n}.yaml"))
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return self._instantiate_trainer(config, callbacks)
+
+    def _folder_without_logger(self, root: str) -> Path:
+        """The run folder of a run without a logger: its own ``version_N`` like any run (it would otherwise write
+        ``config.yaml`` and ``checkpoints/`` into the root, where a second run collides with the first)."""
+        runs = runs_under(root)
+        if self._resumed_run is not None:
+            return self._resumed_run
+        if rank_zero_only.rank != 0:  # the other processes write nothing: Lightning broadcasts rank 0's folders
+            return runs
+        self._created_run = runs / f"version_{claim_version(runs, next_version(runs))}"
+        lock_run(self._created_run)
+        return self._created_run
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run the subcommand holding its run folder; a failure removes the folder it created when nothing was
+        trained yet, else adds to the error which folder and checkpoint were kept."""
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException as err:
+            if self.trainer.is_global_zero:
+                self._after_failure(err)
+            raise
+        finally:
+            release_runs()
+
+    def _after_failure(self, err: BaseException) -> None:
+        logger = self.trainer.logger
+        created = getattr(logger, "_claimed", None) if isinstance(logger, RunLogger) else self._created_run
+        if created and self.trainer.global_step == 0 and remove_if_untrained(Path(created)):
+            return
+        run_dir = Path(created) if created else self._resumed_run
+        if not isinstance(err, Exception) or run_dir is None or not run_dir.is_dir():
+            return
+        callback = self.trainer.checkpoint_callback
+        saved = [Path(p) for key in ("last_model_path", "best_model_path") if (p := getattr(callback, key, ""))]
+        checkpoint = last_good_checkpoint(run_dir, saved)
+        if checkpoint is None:
+            err.add_note(f"the run folder {run_dir} is kept (no checkpoint had been saved yet)")
+        elif str(checkpoint) not in str(err):  # a message that names it already (divergence) says enough
+            err.add_note(f"the run folder {run_dir} is kept with its last good checkpoint {checkpoint}")
 
     def before_fit(self) -> None:
         """Fail before any training, and before a resumed run folder is written to, when a callback watches a
@@ -255,6 +318,49 @@ def check_config_files(args: list[str]) -> None:
         if not isinstance(content, dict):
             kind = "empty" if content is None else f"a {type(content).__name__}, not a mapping of keys to values"
             raise ConfigError(f"config file {value} is {kind}; see configs/ for examples")
+
+
+def available_devices() -> dict[str, int]:
+    """The accelerators Lightning can use on this machine, with their device counts."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    found = {}
+    for name in sorted(AcceleratorRegistry.available_accelerators()):
+        accelerator = AcceleratorRegistry[name]["accelerator"]
+        try:
+            if accelerator.is_available():
+                found[name] = int(accelerator.auto_device_count())
+        except Exception:  # an accelerator whose package is missing is not available
+            continue
+    return found
+
+
+def check_accelerator(trainer: Any) -> None:
+    """``trainer.accelerator`` and ``trainer.devices`` that this machine does not have fail with one line naming
+    the key and what is available (Lightning's own message names neither, or says 'No supported gpu backend')."""
+    accelerator = trainer.get("accelerator")
+    if not isinstance(accelerator, str) or accelerator == "auto":
+        return
+    available = available_devices()
+    listed = ", ".join(f"{name} ({count} device{'s' * (count > 1)})" for name, count in available.items())
+    names = {"gpu": ["cuda", "mps"], "tpu": ["tpu", "xla"]}.get(accelerator, [accelerator])
+    chosen = next((name for name in names if name in available), None)
+    if chosen is None:
+        raise ConfigError(
+            f"trainer.accelerator: '{accelerator}' is not available on this machine; available: {listed}."
+            " Use --trainer.accelerator auto (or one of those)"
+        )
+    if chosen == "cpu":  # any number of CPU processes can run
+        return
+    devices = trainer.get("devices")
+    wanted = len(devices) if isinstance(devices, (list, tuple)) else None
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.isdigit()):
+        wanted = int(devices)
+    if wanted is not None and wanted > available[chosen]:
+        raise ConfigError(
+            f"trainer.devices: {devices} asked for with trainer.accelerator '{accelerator}', but this machine has"
+            f" {available[chosen]} {chosen} device{'s' * (available[chosen] > 1)}; available: {listed}"
+        )
 
 
 def check_checkpoint_model(path: Path, model_class_path: str | None) -> None:

@@ -10,6 +10,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Sequence
 
 PROG = "lightning-cnn"
@@ -61,7 +62,13 @@ def usage() -> str:
 
 def describe(err: BaseException) -> str:
     """One line for any exception: the user-facing message where there is one, else what failed and on which
-    path, else the exception itself with the way to its traceback."""
+    path, else the exception itself with the way to its traceback; then what a failed run kept."""
+    line = _describe(err)
+    notes = getattr(err, "__notes__", None) or []  # what the failed run kept (added by the CLI)
+    return "; ".join([line, *(" ".join(str(note).split()) for note in notes)])
+
+
+def _describe(err: BaseException) -> str:
     from lightning_cnn.errors import user_error
 
     found = user_error(err)
@@ -115,6 +122,14 @@ def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
     cli_main(None if from_sys_argv else argv)
 
 
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    """A file-system error in a writer thread (TensorBoard's, on a full disk) is raised again where the run next
+    writes, and reported there in one line: the thread's own traceback only with the debug variable."""
+    if isinstance(args.exc_value, OSError) and not os.environ.get(DEBUG_ENV_VAR):
+        return
+    threading.__excepthook__(args)
+
+
 def main(args: Sequence[str] | None = None) -> None:
     """Console entry point: the error boundary of every subcommand and tool."""
     if sys.argv and sys.argv[0].endswith("__main__.py"):
@@ -122,6 +137,7 @@ def main(args: Sequence[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+    threading.excepthook = _thread_error
     try:
         run(argv, from_sys_argv=args is None)
     except KeyboardInterrupt:

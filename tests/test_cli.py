@@ -84,8 +84,9 @@ def test_a_run_without_logger_still_saves_checkpoints_and_its_config(run_cli, mn
     code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 1, "--trainer.logger", "false",
                         "--trainer.default_root_dir", tmp_path, "--test_after_fit", "true", *QUICK)  # fmt: skip
     assert code == 0, err
-    assert (tmp_path / "config.yaml").is_file()
-    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()
+    run = tmp_path / "lightning_logs" / "version_0"  # a run folder like any other run's
+    assert (run / "config.yaml").is_file()
+    assert (run / "checkpoints" / "last.ckpt").is_file()
     assert not list(tmp_path.rglob("events.out.tfevents.*"))
 
 

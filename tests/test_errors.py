@@ -75,7 +75,7 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
             1,
             ["early_stopping.monitor: 'val/accuracy' is never logged", "val/acc"],
         ),
-        (["--trainer.accelerator", "tpu"], 1, ["torch_xla"]),
+        (["--trainer.accelerator", "tpu"], 1, ["trainer.accelerator: 'tpu' is not available on this machine", "cpu"]),
         # negative and impossible sizes
         (["--data.val_size", "-5"], 1, ["data.val_size must be 0 or more, got -5"]),
         (["--data.val_size", "5000"], 1, ["data.val_size=5000 leaves no training images out of 1200"]),

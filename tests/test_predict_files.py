@@ -4,7 +4,11 @@ the `test` subcommand's test/acc), and every kind of bad file reported by name a
 from __future__ import annotations
 
 import csv
+import os
+import signal
+import socket
 import struct
+import subprocess
 import zlib
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from lightning_cnn.checkpoints import resolve_checkpoint
 from lightning_cnn.cli import cli_main
 from lightning_cnn.data.image_files import decode_file
 from lightning_cnn.errors import CorruptDataError
+from lightning_cnn.inference import predict_files
 from lightning_cnn.inference.trained import load_trained
 from tests.helpers.runs import fit_tiny_run
 from tests.helpers.writers import IMAGE_FOLDER_CLASSES, write_image_folder
@@ -187,3 +192,55 @@ def test_channels_follow_the_model(tmp_path):
     assert as_rgb.shape == (32, 32, 3) and (as_rgb[..., 0] == as_rgb[..., 2]).all()
     deep = decode_file(tmp_path / "gray16.png", (30, 30), 1)
     assert np.array_equal(deep, rgb[..., 0])
+
+
+def test_fifos_sockets_and_devices_are_skipped_with_a_reason_and_never_opened(folder_run, run_cli, tmp_path):
+    run, data = folder_run
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    images = sorted((data / "test").rglob("*.jpg"))[:3]
+    for image in images:
+        (folder / image.name).write_bytes(image.read_bytes())
+    os.mkfifo(folder / "fifo.png")  # opening it for reading would wait for a writer forever
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(folder / "socket.png"))
+    (folder / "device.png").symlink_to("/dev/zero")  # reading it never ends
+    signal.signal(signal.SIGALRM, lambda *_: pytest.fail("predict-files blocked"))
+    signal.alarm(120)
+    try:
+        out = tmp_path / "predictions.csv"
+        code, err = run_cli("predict-files", "--ckpt_path", run, folder, "/dev/null", "--output", out, "--workers", 1)
+    finally:
+        signal.alarm(0)
+        listener.close()
+    assert code == 0, err
+    assert sorted(Path(row["file"]).name for row in read_csv(out)) == sorted(image.name for image in images)
+    assert f"skipped {folder / 'fifo.png'} (a FIFO, not an image file)" in err
+    assert f"skipped {folder / 'socket.png'} (a socket, not an image file)" in err
+    assert f"skipped {folder / 'device.png'} (a device, not an image file)" in err
+    assert "skipped /dev/null (a device, not an image file)" in err
+
+
+@pytest.mark.parametrize("where", ["a folder", "under a file", "read-only"])
+def test_an_output_that_cannot_be_written_fails_before_anything_is_predicted(
+    folder_run, run_cli, tmp_path, monkeypatch, where
+):
+    run, data = folder_run
+    monkeypatch.setattr(predict_files, "load_trained", lambda *a: pytest.fail("loaded the model before the check"))
+    read_only = tmp_path / "ro"
+    if where == "read-only":
+        if os.geteuid() != 0:
+            pytest.skip("a read-only mount needs root (root ignores permission bits)")
+        read_only.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,ro", "tmpfs", str(read_only)], check=True)
+    (tmp_path / "a_file").write_text("")
+    output = {"a folder": tmp_path, "under a file": tmp_path / "a_file" / "p.csv", "read-only": read_only / "p.csv"}
+    try:
+        code, err = run_cli("predict-files", "--ckpt_path", run, data / "test", "--output", output[where])
+    finally:
+        if where == "read-only":
+            subprocess.run(["umount", "-l", str(read_only)], check=True)
+    assert code == 1
+    assert "Traceback" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert f"--output: {output[where]} is a folder" in line or f"--output: cannot write {output[where]}" in line, line

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import stat
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
@@ -20,7 +21,7 @@ import torch
 from PIL import Image
 
 from lightning_cnn.data.image_files import decode_files
-from lightning_cnn.errors import DataNotFoundError
+from lightning_cnn.errors import ConfigError, DataNotFoundError
 from lightning_cnn.inference.trained import TrainedModel, load_trained
 
 DECODE_BLOCK = 2000  # files decoded (in parallel) and predicted at a time: bounds memory for any number of files
@@ -64,21 +65,56 @@ def is_image_name(path: Path) -> bool:
     return path.suffix.lower() in Image.registered_extensions()
 
 
+def not_a_regular_file(path: Path) -> str | None:
+    """Why ``path`` cannot be read as a file (a FIFO, socket or device would block or never end), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        return f"{path} ({err.strerror.lower() if err.strerror else err})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket", stat.S_ISCHR: "a device", stat.S_ISBLK: "a device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a regular file")
+    return f"{path} ({kind}, not an image file)"
+
+
 def find_files(items: Sequence[str]) -> tuple[list[Path], list[str]]:
-    """Files named directly (whatever their extension), and image files under named folders (recursively, sorted,
-    hidden ones skipped); the second result names what does not exist."""
-    files, missing = [], []
+    """Regular files named directly (whatever their extension), and image files under named folders (recursively,
+    sorted, hidden ones skipped); the second result names what does not exist or is no regular file (never opened:
+    reading a FIFO or a device would block)."""
+    files, skipped = [], []
     for item in items:
         path = Path(item)
         if path.is_dir():
             for root, dirs, names in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                files += [Path(root) / n for n in sorted(names) if not n.startswith(".") and is_image_name(Path(n))]
-        elif path.is_file():
-            files.append(path)
+                for name in sorted(n for n in names if not n.startswith(".") and is_image_name(Path(n))):
+                    reason = not_a_regular_file(Path(root) / name)
+                    files += [Path(root) / name] if reason is None else []
+                    skipped += [reason] if reason is not None else []
+        elif path.exists():
+            reason = not_a_regular_file(path)
+            files += [path] if reason is None else []
+            skipped += [reason] if reason is not None else []
         else:
-            missing.append(f"{item} (no such file or folder)")
-    return files, missing
+            skipped.append(f"{item} (no such file or folder)")
+    return files, skipped
+
+
+def check_output(output: Path) -> None:
+    """Fail before anything is loaded or predicted when the CSV ``output`` cannot be written (a folder, a file in
+    place of its folder, a read-only or full file system), naming it; an existing file is left as it was."""
+    if output.is_dir():
+        raise ConfigError(f"--output: {output} is a folder; give the path of a CSV file")
+    existed = output.exists()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with open(output, "a"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"--output: cannot write {output} ({err.strerror or err}); choose another file") from err
+    if not existed:
+        output.unlink()
 
 
 def predict(
@@ -102,6 +138,7 @@ def predict(
 
 def main(argv: Sequence[str]) -> None:
     args = parse_args(argv)
+    check_output(Path(args.output))
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     trained = load_trained(args.ckpt_path, device)
     files, bad = find_files(args.files)

@@ -64,7 +64,37 @@ class RunCheckpoint(ModelCheckpoint):
         path = os.path.join(self.dirpath, INTERRUPTED)
         trainer.save_checkpoint(path)  # every rank takes part; rank 0 writes
         rank_zero_info(
-            f"SIGTERM in epoch {trainer.current_epoch}, step {trainer.global_step}: saved {path}."
-            f" Resume exactly from the last finished epoch with --ckpt_path last, or from this moment with"
-            f" --ckpt_path {path}"
+            sigterm_advice(trainer, path, os.path.join(self.dirpath, self.CHECKPOINT_NAME_LAST + self.FILE_EXTENSION))
         )
+
+
+def sigterm_advice(trainer: L.Trainer, interrupted: str, last: str) -> str:
+    """How to go on after SIGTERM, naming only checkpoints that exist: ``--ckpt_path last`` only once an epoch
+    ended with a checkpoint, the moment's own checkpoint only if it was written."""
+    where = f"SIGTERM in epoch {trainer.current_epoch}, step {trainer.global_step}"
+    config = os.path.join(trainer.log_dir or ".", "config.yaml")
+    ways = []
+    if os.path.isfile(last):
+        ways.append(f"from the last finished epoch with --config {config} --ckpt_path last")
+    if os.path.isfile(interrupted):
+        ways.append(f"from this moment with --config {config} --ckpt_path {interrupted}")
+    if not ways:
+        return f"{where}: no checkpoint was saved; start the run again without --ckpt_path"
+    saved = f": saved {interrupted}" if os.path.isfile(interrupted) else ""
+    return f"{where}{saved}. Resume " + ", or ".join(ways)
+
+
+class ScheduleResumeNote(L.Callback):
+    """Print what a resumed run's learning-rate schedule does from here, in one line, and record it as a comment
+    at the end of the run's ``config_resumed_N.yaml`` (``config_file``)."""
+
+    def __init__(self, config_file: str | os.PathLike) -> None:
+        self.config_file = config_file
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        notes = [note for c in trainer.lr_scheduler_configs if (note := getattr(c.scheduler, "resume_note", None))]
+        for note in notes:
+            rank_zero_info(note)
+        if notes and trainer.is_global_zero and os.path.isfile(self.config_file):
+            with open(self.config_file, "a") as f:
+                f.writelines(f"# {note}\n" for note in notes)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_cnn.training.run_folder import LOCK_FILE, claim_version, lock_run, remove_if_untrained
+
 
 class RunLogger(TensorBoardLogger):
     """TensorBoardLogger that claims ``version_N`` by creating it, so two runs started at the same moment in
-    the same ``lightning_logs`` get distinct folders instead of both choosing the next free number. A run
-    that fails before logging anything (a bad setting found in ``setup``) gives its folder back."""
+    the same ``lightning_logs`` get distinct folders instead of both choosing the next free number, and locks
+    it for this process (``run_folder.lock_run``). A run that fails before logging anything (a bad setting
+    found in ``setup``) gives its folder back."""
 
     _claimed: str | None = None
 
@@ -20,24 +27,49 @@ class RunLogger(TensorBoardLogger):
         version = super()._get_next_version()
         if rank_zero_only.rank != 0:  # only rank 0 writes; the others learn the folder from it
             return version
-        while True:
-            try:
-                self._claimed = os.path.join(self.root_dir, f"version_{version}")
-                os.makedirs(self._claimed)
-                return version
-            except FileExistsError:
-                version += 1
+        version = claim_version(Path(self.root_dir), version)
+        self._claimed = os.path.join(self.root_dir, f"version_{version}")
+        lock_run(Path(self._claimed))
+        return version
+
+    @property
+    def experiment(self) -> Any:
+        with naming_the_folder(self):
+            return super().experiment
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        with naming_the_folder(self):
+            super().log_metrics(metrics, step)
+
+    def log_hyperparams(self, *args: Any, **kwargs: Any) -> None:
+        with naming_the_folder(self):
+            super().log_hyperparams(*args, **kwargs)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
-        super().finalize(status)
+        try:
+            with naming_the_folder(self):
+                super().finalize(status)
+        except OSError:
+            if status != "failed":
+                raise  # after a failure, the failure is what the user needs to hear about, not the log's flush
         if status != "failed" or not self._claimed or not os.path.isdir(self._claimed):
             return
-        files = [os.path.join(self._claimed, name) for name in os.listdir(self._claimed)]
+        files = [os.path.join(self._claimed, name) for name in os.listdir(self._claimed) if name != LOCK_FILE]
         if all(os.path.basename(f).startswith("events.out.tfevents.") and _only_file_header(f) for f in files):
-            for f in files:
-                os.remove(f)
-            os.rmdir(self._claimed)
+            remove_if_untrained(Path(self._claimed))
+
+
+@contextlib.contextmanager
+def naming_the_folder(logger: TensorBoardLogger) -> Iterator[None]:
+    """TensorBoard writes its events in a thread and raises its file-system errors (a full disk) without the path:
+    name the run folder instead."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename or not err.strerror:
+            raise
+        raise OSError(err.errno, err.strerror, logger.log_dir) from err
 
 
 def _only_file_header(path: str) -> bool:

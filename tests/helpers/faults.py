@@ -55,3 +55,26 @@ def run_in_child(*args: object, timeout: float = 300) -> subprocess.CompletedPro
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "lightning_cnn", *map(str, args)]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+class FillDiskAt(L.Callback):
+    """Fill the file system of ``path`` (a small tmpfs) at the start of epoch ``epoch``: a disk that runs full
+    part-way through a run."""
+
+    def __init__(self, path: str, epoch: int = 1) -> None:
+        self.path, self.epoch = path, epoch
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.current_epoch == self.epoch:
+            fill_disk(Path(self.path))
+
+
+def fill_disk(path: Path) -> None:
+    """Write zeros to ``path`` until its file system has no space left."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass

@@ -1,0 +1,90 @@
+"""Run folders: claiming the next free ``version_N`` (two runs started together never share one), a lock that
+keeps a second process out of a run while one trains or resumes it, and removing a run that failed before it
+trained anything.
+
+The lock is ``fcntl.flock`` on ``RUN/run.lock``: the kernel drops it when its process ends, however it ends
+(SIGKILL included), so a killed run never leaves its folder locked. Where ``fcntl`` is missing (Windows) runs
+are not locked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import IO
+
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_cnn.errors import ConfigError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+LOCK_FILE = "run.lock"
+
+# the run folders this process holds locked, with the open lock file that holds each
+_held: dict[Path, IO[str]] = {}
+
+
+def next_version(runs: Path) -> int:
+    """One more than the highest ``version_N`` under ``runs`` (0 when there is none)."""
+    numbers = [int(p.name[8:]) for p in runs.glob("version_*") if p.name[8:].isdigit()]
+    return max(numbers, default=-1) + 1
+
+
+def claim_version(runs: Path, version: int = 0) -> int:
+    """The first ``version_N`` from ``version`` on that this call could create under ``runs``, created: the
+    creation is what claims it, so concurrent runs that listed the same folder still get distinct ones."""
+    while True:
+        try:
+            os.makedirs(runs / f"version_{version}")
+            return version
+        except FileExistsError:
+            version += 1
+
+
+def lock_run(run_dir: Path) -> None:
+    """Hold ``run_dir`` for this process until ``release_runs`` or the process's end; another process holding it
+    is one ``ConfigError`` line, raised before anything in the folder is written."""
+    key = Path(run_dir).resolve()
+    if fcntl is None or key in _held or rank_zero_only.rank != 0:  # the other processes of a run are its own
+        return
+    lock = open(key / LOCK_FILE, "a")  # noqa: SIM115 (held open on purpose: closing it releases the lock)
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise ConfigError(
+            f"{run_dir} is in use by another process (it holds {key / LOCK_FILE}); wait until that run ends,"
+            " or stop it, then resume"
+        ) from None
+    _held[key] = lock
+
+
+def release_runs() -> None:
+    """Release every run folder this process holds."""
+    while _held:
+        _, lock = _held.popitem()
+        lock.close()
+
+
+def remove_if_untrained(run_dir: Path) -> bool:
+    """Delete run folder ``run_dir`` unless it holds a checkpoint; True when it was deleted."""
+    if not run_dir.is_dir() or any(run_dir.rglob("*.ckpt")):
+        return False
+    lock = _held.pop(run_dir.resolve(), None)
+    if lock is not None:
+        lock.close()
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return not run_dir.exists()
+
+
+def last_good_checkpoint(run_dir: Path, saved: list[Path]) -> Path | None:
+    """The checkpoint a failed run leaves: the first of ``saved`` (the checkpoint callback's last and best) that
+    exists, else the newest ``.ckpt`` in ``run_dir`` (a half-written one is never a ``.ckpt``)."""
+    newest = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)[-1:]
+    found = [p for p in saved if p.is_file()][:1] or newest
+    return found[0] if found else None

@@ -1,0 +1,114 @@
+"""Resume never touches another run: a run without a checkpoint is refused with what to do, a run held by another
+process is refused before anything is written, runs without a logger get their own folders, and the SIGTERM
+advice names only checkpoints that exist."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+from lightning_cnn.training.callbacks import sigterm_advice
+from lightning_cnn.training.run_folder import LOCK_FILE, lock_run, release_runs
+from tests.helpers.runs import QUICK
+
+# a run of two batches of 16 images and one validation batch: what these tests check does not need more
+SHORT = [
+    *QUICK, "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--data.batch_size", "16",
+    "--trainer.num_sanity_val_steps", "0", "--preview.num_images", "0", "--report.num_images", "0",
+]  # fmt: skip
+
+
+def tiny_run(run_cli, root: Path, mnist_dir: Path) -> Path:
+    code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.max_epochs", 1,
+                        "--trainer.default_root_dir", root, *SHORT)  # fmt: skip
+    assert code == 0, err
+    return root / "lightning_logs" / "version_0"
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def error_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("error:")]
+
+
+def test_resuming_a_run_killed_before_its_first_checkpoint_fails_and_never_touches_another_run(
+    run_cli, mnist_dir, tmp_path
+):
+    other = tiny_run(run_cli, tmp_path, mnist_dir)
+    # what a second run killed (SIGKILL) after writing its config and before its first epoch ended leaves behind
+    killed = other.parent / "version_1"
+    killed.mkdir()
+    shutil.copy(other / "config.yaml", killed / "config.yaml")
+    before = snapshot(other)
+
+    code, err = run_cli("fit", "--config", killed / "config.yaml", "--ckpt_path", "last")
+    assert code == 1, err
+    (line,) = error_lines(err)
+    assert str(killed) in line and "has no checkpoint yet" in line and "without --ckpt_path" in line, line
+    assert "Traceback" not in err and str(other) not in err
+    assert snapshot(other) == before
+    assert sorted(p.name for p in other.parent.iterdir()) == ["version_0", "version_1"]
+    assert sorted(p.name for p in killed.iterdir()) == ["config.yaml"]
+
+
+def test_a_second_process_resuming_a_held_run_is_refused_before_writing_and_the_lock_dies_with_its_holder(
+    run_cli, mnist_dir, tmp_path
+):
+    run = tiny_run(run_cli, tmp_path, mnist_dir)
+    holder = subprocess.Popen(  # another process holding the run, as a training one does
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a');"
+         " fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(300)", str(run / LOCK_FILE)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        before = snapshot(run)
+        resume = ("fit", "--config", run / "config.yaml", "--ckpt_path", "last", "--trainer.max_epochs", 2, *SHORT)
+        code, err = run_cli(*resume)
+        assert code == 1, err
+        (line,) = error_lines(err)
+        assert f"{run} is in use by another process" in line, line
+        assert snapshot(run) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    lock_run(run)  # the holder's end released the lock
+    release_runs()
+
+
+def test_runs_without_a_logger_get_their_own_folders_and_resume_in_them(run_cli, mnist_dir, tmp_path):
+    fit = ("fit", "--data.data_dir", mnist_dir, "--trainer.logger", "false", "--trainer.default_root_dir", tmp_path)
+    for _ in range(2):
+        code, err = run_cli(*fit, "--trainer.max_epochs", 1, *SHORT)
+        assert code == 0, err
+    runs = tmp_path / "lightning_logs"
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1"]
+    assert not (tmp_path / "config.yaml").exists() and not (tmp_path / "checkpoints").exists()
+    first = snapshot(runs / "version_0")
+
+    code, err = run_cli(*fit, "--trainer.max_epochs", 2, "--ckpt_path", "last", *SHORT)
+    assert code == 0, err
+    assert snapshot(runs / "version_0") == first  # the newest run was resumed, in its own folder
+    assert (runs / "version_1" / "config_resumed_1.yaml").is_file()
+    assert sorted(p.name for p in runs.iterdir()) == ["version_0", "version_1"]
+
+
+def test_sigterm_advice_names_only_checkpoints_that_exist(tmp_path):
+    trainer = SimpleNamespace(current_epoch=0, global_step=5, log_dir=str(tmp_path))
+    interrupted, last = tmp_path / "interrupted.ckpt", tmp_path / "last.ckpt"
+    advice = sigterm_advice(trainer, str(interrupted), str(last))
+    assert "no checkpoint was saved" in advice and "without --ckpt_path" in advice
+    assert "ckpt_path last" not in advice and str(interrupted) not in advice
+
+    interrupted.write_bytes(b"")
+    advice = sigterm_advice(trainer, str(interrupted), str(last))
+    assert f"--ckpt_path {interrupted}" in advice and "ckpt_path last" not in advice
+
+    last.write_bytes(b"")
+    advice = sigterm_advice(trainer, str(interrupted), str(last))
+    assert "--ckpt_path last" in advice and f"--config {tmp_path / 'config.yaml'}" in advice
