@@ -32,7 +32,7 @@ from lightning_cnn.checkpoints import (
 )
 from lightning_cnn.config_files import check_sections, config_paths, read_yaml
 from lightning_cnn.data import DATAMODULES, ImageDataModule
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import ConfigError, user_error
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
@@ -165,11 +165,21 @@ class CNNLightningCLI(LightningCLI):
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
 
     def instantiate_classes(self) -> None:
-        super().instantiate_classes()
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            # a value a class did not check itself (torch refusing a negative padding): name the key and the class
+            found = None if user_error(err) else preflight.construction_error(self._subcommand_config(), err)
+            if found is None:
+                raise
+            raise found from err
         training = self.subcommand in (None, "fit")  # None: built to be checked, as the tools do before their runs
         checkpoints = {"checkpoint": self._get(self.config_init, "checkpoint")} if training else {}
         model = self.model if training else None
         self._preflight(preflight.check_objects, model, self.trainer, self.datamodule, checkpoints)
+
+    def _subcommand_config(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
 
     def _preflight(self, check: Any, *args: Any) -> None:
         """Run a pre-flight check; its failure is a usage error like the parser's: one line, exit 2."""

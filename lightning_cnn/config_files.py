@@ -35,7 +35,7 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 class DuplicateKeyError(yaml.YAMLError):
     def __init__(self, key: Any, first: int, second: int) -> None:
-        super().__init__(f"key '{key}' is given twice (lines {first} and {second}); keep one")
+        super().__init__(f"key '{key}' is given twice (lines {first}, {second}); keep one")
 
 
 def read_yaml(path: Path, what: str = "config file") -> Any:

@@ -9,10 +9,12 @@ the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
 import tempfile
+import traceback
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from lightning_cnn.errors import ConfigError
 from lightning_cnn.models.base import METRICS
 from lightning_cnn.schedulers import build_scheduler
 
+LINKED = ("input_shape", "num_classes")  # model arguments the CLI takes from the data module
 SEED_RANGE = (0, 2**32 - 1)  # numpy's: seed_everything seeds numpy too
 # a stand-in for the run's optimizer steps, which are known only once the data is loaded
 STAND_IN_STEPS = 10_000
@@ -174,6 +177,28 @@ def check_optimization(model: Any, max_steps: int | None = None) -> None:
         raise _describe_failure("model.lr_scheduler", scheduler_factory, err) from err
 
 
+def check_forward(model: Any) -> None:
+    """One image of the model's input shape through the model (evaluation mode, no gradients): a setting that only
+    fails on data (a resize too large, a network that shrinks the image below 1×1) fails here, not in training."""
+    example = getattr(model, "example_input_array", None)
+    if not isinstance(model, torch.nn.Module) or not isinstance(example, torch.Tensor):
+        return
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example[:1])
+    except Exception as err:  # noqa: BLE001 - whatever the network raises, named with the model's options
+        arguments = dict(getattr(model, "hparams", {}))
+        changed = _changed_arguments(type(model), arguments)
+        given = " with " + ", ".join(f"{name}={arguments[name]!r}" for name in changed) if changed else ""
+        shape = "×".join(map(str, example.shape[1:]))
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise ConfigError(f"model: {type(model).__name__}{given} cannot classify a {shape} image: {reason}") from err
+    finally:
+        model.train(was_training)
+
+
 def check_checkpoint_filename(key: str, callback: Any) -> None:
     """Format the checkpoint file name with stand-in metrics: a bad format spec otherwise fails after an epoch."""
     filename = getattr(callback, "filename", None)
@@ -232,7 +257,87 @@ def run_folders(trainer: Any, checkpoint_callbacks: Mapping[str, Any], datamodul
 def check_objects(model: Any, trainer: Any, datamodule: Any, checkpoint_callbacks: Mapping[str, Any]) -> None:
     """Checks on the instantiated model, trainer, data module and checkpoint callbacks, before anything runs."""
     check_optimization(model, getattr(trainer, "max_steps", None))
+    check_forward(model)
     for key, callback in checkpoint_callbacks.items():
         check_checkpoint_filename(key, callback)
     for key, folder in run_folders(trainer, checkpoint_callbacks, datamodule).items():
         check_writable(key, folder)
+
+
+def _configured_classes(value: Any, key: str = "") -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(key, class path, init_args) of every class in a parsed config: the model, data module, optimizer, ..."""
+    if isinstance(value, Namespace):
+        if isinstance(value.get("class_path"), str):
+            yield key, value["class_path"], dict(vars(value.get("init_args") or Namespace()))
+        for name, item in vars(value).items():
+            if name != "class_path":
+                yield from _configured_classes(item, key if name == "init_args" else f"{key}.{name}".lstrip("."))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _configured_classes(item, key)
+
+
+def _changed_arguments(cls: type, arguments: Mapping[str, Any]) -> list[str]:
+    """The arguments given a value other than ``cls``'s default."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return []
+    return [
+        name for name, value in arguments.items()
+        if name in parameters and parameters[name].default is not inspect.Parameter.empty
+        and not isinstance(value, Namespace) and _plain(value) != _plain(parameters[name].default)
+    ]  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _passed_down(frames: list[Any], arguments: Mapping[str, Any], changed: list[str]) -> list[str]:
+    """Of the ``changed`` arguments, those that reached the innermost frame holding any of them under their own
+    name: what the failing call was working on (all ``changed`` when none did)."""
+    for frame in reversed(frames):
+        found = [name for name in changed if _same(frame.f_locals.get(name, _MISSING), arguments[name])]
+        if found:
+            return found
+    return changed
+
+
+_MISSING = object()
+
+
+def _same(local: Any, value: Any) -> bool:
+    try:
+        return local is not _MISSING and value is not None and bool(local == value)
+    except Exception:  # noqa: BLE001 - tensors and other values without a plain truth value
+        return False
+
+
+def construction_error(config: Namespace, err: BaseException) -> ConfigError | None:
+    """One line for a class of the config (model, data module, callback, trainer) that failed to build on a value
+    it did not check itself (torch refusing a negative padding, an allocation too large): the key, the class, the
+    arguments that the message names or that differ from the defaults, and the reason."""
+    chain, current = [], err
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    root = chain[-1]
+    classes = [
+        *_configured_classes(config),
+        ("trainer", "lightning.pytorch.Trainer", dict(vars(config.get("trainer") or Namespace()))),
+    ]
+    frames = [frame for frame, _ in traceback.walk_tb(root.__traceback__)]
+    for depth, frame in enumerate(frames):
+        built = frame.f_locals.get("self")
+        for key, class_path, arguments in classes:
+            if built is None or type(built).__name__ != class_path.rsplit(".", 1)[-1]:
+                continue
+            reason = " ".join(str(root).split())[:300] or type(root).__name__
+            changed = _changed_arguments(type(built), arguments)
+            named = _named_arguments(reason, arguments) or _passed_down(frames[depth + 1 :], arguments, changed)
+            given = " with " + ", ".join(f"{name}={arguments[name]!r}" for name in named) if named else ""
+            from_data = set(named) & set(LINKED) or (key == "model" and not named)
+            linked = " (input_shape and num_classes come from the data options)" if from_data else ""
+            return ConfigError(f"{key}: {type(built).__name__} cannot be built{given}{linked}: {reason}")
+    return None

@@ -7,8 +7,9 @@ and normalizes it where the model runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from lightning_cnn.errors import ConfigError, CorruptDataError, DataNotFoundErro
 from lightning_cnn.registry import Registry
 
 DATA_ENV_VAR = "LIGHTNING_CNN_DATA"
+WORKERS_PER_CORE = 4  # more DataLoader workers than this only compete for the cores (and a typo can fork thousands)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -69,6 +71,25 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         yield from torch.randperm(self.size, generator=generator).tolist()
+
+
+def new_folders(folder: Path) -> Callable[[], list[Path]]:
+    """A function listing the folders at or under ``folder`` (and its missing parents) created since this call."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    before = {p for p in folder.rglob("*") if p.is_dir()} if folder.is_dir() else set()
+
+    def created() -> list[Path]:
+        under = [p for p in folder.rglob("*") if p.is_dir() and p not in before] if folder.is_dir() else []
+        return sorted(under, key=lambda p: len(p.parts), reverse=True) + missing  # deepest first
+
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; keep any that holds something."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty (or gone): kept as it is
+            folder.rmdir()
 
 
 def check_split(
@@ -170,8 +191,12 @@ class ImageDataModule(LightningDataModule):
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if value is not None and value < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {value}")
-        if num_workers < 0:
-            raise ConfigError(f"data.num_workers must be 0 or more, got {num_workers}")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if not 0 <= num_workers <= WORKERS_PER_CORE * cores:
+            raise ConfigError(
+                f"data.num_workers must be 0 to {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per CPU core here), got"
+                f" {num_workers}; 0 is fastest for these in-memory datasets"
+            )
         if val_size <= 0 or (isinstance(val_size, float) and val_size >= 1):
             raise ConfigError(
                 f"data.val_size must be a number of images (1 or more) or a fraction in (0, 1), got {val_size}"
@@ -225,9 +250,11 @@ class ImageDataModule(LightningDataModule):
             raise DataNotFoundError(
                 f"{self.name} not found: expected {self.expected_files()}; {hint}, or set data.download true"
             )
+        created = new_folders(self.data_dir)
         try:
             self.download_files()
         except Exception as err:  # torchvision raises RuntimeError, URLError, OSError, ...
+            remove_empty(created())  # a failed download leaves no empty folders behind
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise DataNotFoundError(
                 f"{self.name} not found and the download failed ({reason}): expected {self.expected_files()}; {hint}"
