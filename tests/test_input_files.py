@@ -27,13 +27,11 @@ def error_line(err: str) -> str:
     [
         (b"trainer:\n  max_epochs: 1\n# caf\xe9\n", 1, ["{path} is not UTF-8 text (byte 0xe9 at offset 30)"]),
         (b"trainer:\n  max_epochs: 1\n  max_epochs: 2\n", 1, ["{path}: key 'max_epochs' is given twice (lines 2, 3)"]),
-        (b"model:\n  class_path: LeNet5\nmodel: {class_path: MLP}\n", 1, ["key 'model' is given twice (lines 1, 3)"]),
         # a section of the wrong kind was dropped without a word: the run trained with no epoch limit
         (b"trainer: [max_epochs: 1]\n", 2, ["{path}: trainer: expected a mapping of trainer options", "a list"]),
         (b"checkpoint: 5\n", 2, ["checkpoint: expected a mapping of checkpoint options", "a number: 5"]),
         (b"trainer: fast\n", 2, ["trainer: expected a mapping of trainer options, got 'fast'"]),
         (b"model: 3\n", 2, ["model: expected a mapping of model options", "a number: 3"]),
-        (b"data: [1, 2]\n", 2, ["data: expected a mapping of data options", "a list"]),
     ],
 )
 def test_config_files_are_checked_for_shape(run_cli, mnist_dir, tmp_path, content, code, expected):
@@ -131,8 +129,6 @@ def test_an_image_folder_needs_two_classes_and_skips_empty_ones(run_cli, image_f
         (["--data.batch_size", "0"], "data.batch_size must be at least 1, got 0"),
         (["--data.eval_batch_size", "0"], "data.eval_batch_size must be at least 1, got 0"),
         (["--data.val_size", "0"], "data.val_size must be a number of images (1 or more) or a fraction in (0, 1)"),
-        (["--data.val_size", "1.0"], "or a fraction in (0, 1), got 1.0"),
-        (["--data.num_folds", "0"], "data.num_folds must be at least 2, got 0"),
     ],
 )
 def test_zero_and_negative_sizes_are_refused_at_construction(run_cli, mnist_dir, tmp_path, args, expected):
