@@ -15,12 +15,14 @@ import os
 import re
 import tempfile
 import traceback
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from jsonargparse import Namespace
+from torch.optim.lr_scheduler import ReduceLROnPlateau
 
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models.base import METRICS
@@ -30,6 +32,7 @@ LINKED = ("input_shape", "num_classes")  # model arguments the CLI takes from th
 SEED_RANGE = (0, 2**32 - 1)  # numpy's: seed_everything seeds numpy too
 # a stand-in for the run's optimizer steps, which are known only once the data is loaded
 STAND_IN_STEPS = 10_000
+SCHEDULER_STEPS = 3
 
 
 def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -170,10 +173,14 @@ def check_optimization(model: Any, max_steps: int | None = None) -> None:
         return
     steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else STAND_IN_STEPS
     try:
-        build_scheduler(scheduler_factory, optimizer, steps)
+        scheduler = build_scheduler(scheduler_factory, optimizer, steps)
+        with warnings.catch_warnings():  # stepped without optimizer steps: this optimizer is thrown away
+            warnings.simplefilter("ignore")
+            for _ in range(SCHEDULER_STEPS):  # some fail only when stepped (a StepLR with step_size 0)
+                scheduler.step(*([1.0] if isinstance(scheduler, ReduceLROnPlateau) else []))
     except ConfigError:
         raise
-    except (ValueError, TypeError, KeyError, RuntimeError, ZeroDivisionError) as err:
+    except (ValueError, TypeError, KeyError, RuntimeError, ArithmeticError) as err:
         raise _describe_failure("model.lr_scheduler", scheduler_factory, err) from err
 
 

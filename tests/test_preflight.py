@@ -21,6 +21,8 @@ from tests.helpers.runs import QUICK
             ["model.optimizer.init_args.momentum=0.0", "nesterov=True", "Nesterov momentum requires a momentum"],
         ),
         (["--model.lr_scheduler", "StepLR"], ["model.lr_scheduler: StepLR needs step_size", "--model.lr_scheduler"]),
+        # some schedules fail only when stepped, at the end of the first epoch
+        (["--model.lr_scheduler", "StepLR", "--model.lr_scheduler.step_size", "0"], ["StepLR", "'step_size': 0"]),
         (
             ["--model.lr_scheduler", "OneCycleLR", "--model.lr_scheduler.max_lr", "0.1"]
             + ["--model.lr_scheduler.pct_start", "2"],
