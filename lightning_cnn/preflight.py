@@ -176,7 +176,7 @@ def check_optimization(model: Any, max_steps: int | None = None) -> None:
         scheduler = build_scheduler(scheduler_factory, optimizer, steps)
         with warnings.catch_warnings():  # stepped without optimizer steps: this optimizer is thrown away
             warnings.simplefilter("ignore")
-            for _ in range(SCHEDULER_STEPS):  # some fail only when stepped (a StepLR with step_size 0)
+            for _ in range(min(SCHEDULER_STEPS, steps - 1)):  # some fail only when stepped (StepLR, step_size 0)
                 scheduler.step(*([1.0] if isinstance(scheduler, ReduceLROnPlateau) else []))
     except ConfigError:
         raise
@@ -204,6 +204,25 @@ def check_forward(model: Any) -> None:
         raise ConfigError(f"model: {type(model).__name__}{given} cannot classify a {shape} image: {reason}") from err
     finally:
         model.train(was_training)
+
+
+def check_augmentations(datamodule: Any) -> None:
+    """The training augmentations on a stand-in batch of the data's image shape (torch's random state is kept):
+    a setting that only fails on images (a crop padding too large) fails here, not in the first training batch."""
+    augment, shape = getattr(datamodule, "augment", None), getattr(datamodule, "input_shape", None)
+    if not augment or shape is None:
+        return
+    images = torch.zeros(2, *shape)
+    with torch.random.fork_rng(devices=[]):
+        for i, augmentation in enumerate(augment):
+            try:
+                images = augmentation(images)
+            except Exception as err:  # noqa: BLE001 - whatever it raises, named with its settings
+                reason = " ".join(str(err).split())[:300] or type(err).__name__
+                shape_text = "×".join(map(str, shape))
+                raise ConfigError(
+                    f"data.augment[{i}]: {augmentation!r} fails on {shape_text} images: {reason}"
+                ) from err
 
 
 def check_checkpoint_filename(key: str, callback: Any) -> None:
@@ -265,6 +284,7 @@ def check_objects(model: Any, trainer: Any, datamodule: Any, checkpoint_callback
     """Checks on the instantiated model, trainer, data module and checkpoint callbacks, before anything runs."""
     check_optimization(model, getattr(trainer, "max_steps", None))
     check_forward(model)
+    check_augmentations(datamodule)
     for key, callback in checkpoint_callbacks.items():
         check_checkpoint_filename(key, callback)
     for key, folder in run_folders(trainer, checkpoint_callbacks, datamodule).items():
