@@ -15,12 +15,12 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import yaml
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
+from lightning_cnn import preflight
 from lightning_cnn.checkpoints import (
     checkpoint_model,
     newest_run,
@@ -30,8 +30,9 @@ from lightning_cnn.checkpoints import (
     run_version,
     runs_under,
 )
+from lightning_cnn.config_files import check_sections, config_paths, read_yaml
 from lightning_cnn.data import DATAMODULES, ImageDataModule
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import ConfigError, user_error
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
@@ -126,6 +127,27 @@ class CNNLightningCLI(LightningCLI):
             check_checkpoint_model(Path(ckpt_path), self.config[subcommand].model.class_path)
         super()._parse_ckpt_path()
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse, then check what the parser cannot (ranges, finite numbers) before the seed is set or anything is
+        built."""
+        if isinstance(args, list) or args is None:
+            self._preflight(self._check_config_sections, list(sys.argv[1:] if args is None else args))
+        super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        self._preflight(preflight.check_config, self.config[subcommand] if subcommand else self.config)
+
+    def _check_config_sections(self, args: list[str]) -> None:
+        """Sections of the ``--config`` files given to the subcommand are mappings, never silently dropped."""
+        parsers = getattr(self, "_subcommand_parsers", {})
+        subcommand = next((a for a in args if a in parsers), None)
+        parser = parsers[subcommand] if subcommand else self.parser
+        for value in config_paths(args[args.index(subcommand) + 1 :] if subcommand else args):
+            content = read_yaml(Path(value)) if Path(value).is_file() else None
+            if isinstance(content, dict):
+                # model, data, early_stopping take a class name; the other sections are groups of options
+                classes = [a.dest for a in parser._actions if a.dest in parser.groups and hasattr(a, "_typehint")]
+                check_sections(content, list(parser.groups), classes, value)
+
     def before_instantiate_classes(self) -> None:
         self._resume_version: int | None = None
         if self.subcommand:
@@ -165,6 +187,30 @@ class CNNLightningCLI(LightningCLI):
             lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
             self._resume_version = run_version(run_dir)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            # a value a class did not check itself (torch refusing a negative padding): name the key and the class
+            found = None if user_error(err) else preflight.construction_error(self._subcommand_config(), err)
+            if found is None:
+                raise
+            raise found from err
+        training = self.subcommand in (None, "fit")  # None: built to be checked, as the tools do before their runs
+        checkpoints = {"checkpoint": self._get(self.config_init, "checkpoint")} if training else {}
+        model = self.model if training else None
+        self._preflight(preflight.check_objects, model, self.trainer, self.datamodule, checkpoints)
+
+    def _subcommand_config(self) -> Any:
+        return self.config[self.subcommand] if self.subcommand else self.config
+
+    def _preflight(self, check: Any, *args: Any) -> None:
+        """Run a pre-flight check; its failure is a usage error like the parser's: one line, exit 2."""
+        try:
+            check(*args)
+        except ConfigError as err:
+            self.parser.error(str(err))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
         """The trainer with the configured callbacks (optional ones left out when unset); every run has its own
@@ -295,26 +341,17 @@ def cli_main(
 
 
 def check_config_files(args: list[str]) -> None:
-    """Fail early, naming the file, when a ``--config`` file does not exist, is empty or is not valid YAML.
+    """Fail early, naming the file, when a ``--config`` file does not exist, is empty, is not UTF-8 text or valid
+    YAML, gives a key twice, or is not a mapping.
 
     jsonargparse would otherwise try the value as inline YAML and report "unrecognized arguments", or
     report the YAML problem without the file's name.
     """
-    for i, arg in enumerate(args):
-        value = args[i + 1] if arg == "--config" and i + 1 < len(args) else None
-        if arg.startswith("--config="):
-            value = arg.split("=", 1)[1]
-        if value is None or ":" in value:
-            continue
+    for value in config_paths(args):
         path = Path(value)
         if not path.is_file():
             raise ConfigError(f"config file not found: {value} (resolved to {path.resolve()})")
-        try:
-            content = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as err:
-            mark = getattr(err, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            raise ConfigError(f"config file {value}: invalid YAML{where}: {getattr(err, 'problem', err)}") from err
+        content = read_yaml(path)
         if not isinstance(content, dict):
             kind = "empty" if content is None else f"a {type(content).__name__}, not a mapping of keys to values"
             raise ConfigError(f"config file {value} is {kind}; see configs/ for examples")

@@ -70,6 +70,13 @@ def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = 
         path, option = unknown.groups() if unknown else given.groups()[::-1]
         cls = path.rsplit(".", 1)[-1]
         return f"{key}: {cls} has no option '{option}' (list its options with --{key}.help {path})"
+    required = re.search(r"the following arguments are required: ([\w, ]+?)(?: -|$| Given)", flat)
+    if required:  # a class given without an argument it needs, e.g. a StepLR without step_size
+        given = re.search(r"class_path='([\w.]+)'", flat[required.end() :])
+        cls = given.group(1).rsplit(".", 1)[-1] if given else "the class"
+        names = [n.strip() for n in required.group(1).split(",")]
+        options = " ".join(f"--{key}.{name} VALUE" for name in names)
+        return f"{key}: {cls} needs {', '.join(names)}; give {options} (or set it in the config)"
     tail = flat[flat.rfind('Parser key "') :]
     tail = tail[tail.find(":") + 1 :]
     bad_class = _BAD_CLASS.search(tail if len(keys) > 1 else flat)

@@ -100,9 +100,10 @@ def test_folder_without_images_fails_with_one_line(image_folder_dir, tmp_path, r
         ImageFolderDataModule(root=str(tmp_path / "empty"))
     (tmp_path / "classes" / "a").mkdir(parents=True)
     (tmp_path / "classes" / "b").mkdir()
-    with pytest.raises(DataNotFoundError, match="no image files"):
-        ImageFolderDataModule(root=str(tmp_path / "classes")).setup("fit")
+    with pytest.warns(UserWarning, match="empty class folder.*a, b"), pytest.raises(DataNotFoundError):
+        ImageFolderDataModule(root=str(tmp_path / "classes"))
     (tmp_path / "classes" / "a" / "x.png").write_bytes(b"junk")
+    (tmp_path / "classes" / "b" / "y.png").write_bytes(b"junk")
     with warnings.catch_warnings(), pytest.raises(DataNotFoundError, match="no readable images"):
         warnings.simplefilter("ignore")
         ImageFolderDataModule(root=str(tmp_path / "classes")).setup("fit")
@@ -137,6 +138,7 @@ def test_mean_and_std_are_computed_from_training_images_unless_given(image_folde
 def test_test_folder_must_share_the_classes_and_exist_to_test(image_folder_dir, tmp_path):
     shutil.copytree(image_folder_dir / "folders", tmp_path / "f")
     (tmp_path / "f" / "test" / "unicorn").mkdir()
+    (tmp_path / "f" / "test" / "unicorn" / "u.png").write_bytes(b"any file makes a class")
     with pytest.raises(ConfigError, match="unicorn"):
         folder_module(tmp_path / "f")
     no_test = folder_module(image_folder_dir / "folders", test_dir=None)

@@ -7,8 +7,9 @@ and normalizes it where the model runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -18,11 +19,12 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_cnn.data.augment import BatchAugmentation, apply_all
-from lightning_cnn.errors import ConfigError, DataNotFoundError
+from lightning_cnn.errors import ConfigError, CorruptDataError, DataNotFoundError
 from lightning_cnn.internals import UnrepeatedDistributedSampler
 from lightning_cnn.registry import Registry
 
 DATA_ENV_VAR = "LIGHTNING_CNN_DATA"
+WORKERS_PER_CORE = 4  # more DataLoader workers than this only compete for the cores (and a typo can fork thousands)
 
 
 def resolve_data_dir(data_dir: str | os.PathLike | None) -> Path:
@@ -69,6 +71,46 @@ class EpochShuffleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         yield from torch.randperm(self.size, generator=generator).tolist()
+
+
+def new_folders(folder: Path) -> Callable[[], list[Path]]:
+    """A function listing the folders at or under ``folder`` (and its missing parents) created since this call."""
+    missing = [p for p in (folder, *folder.parents) if not p.exists()]
+    before = {p for p in folder.rglob("*") if p.is_dir()} if folder.is_dir() else set()
+
+    def created() -> list[Path]:
+        under = [p for p in folder.rglob("*") if p.is_dir() and p not in before] if folder.is_dir() else []
+        return sorted(under, key=lambda p: len(p.parts), reverse=True) + missing  # deepest first
+
+    return created
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove each of ``folders`` (deepest first) that is empty; keep any that holds something."""
+    for folder in folders:
+        with contextlib.suppress(OSError):  # not empty (or gone): kept as it is
+            folder.rmdir()
+
+
+def check_split(
+    images: Tensor, labels: Tensor, num_classes: int, input_shape: Sequence[int], sources: tuple[str, str]
+) -> None:
+    """Raise ``CorruptDataError`` naming the file (``sources``: of the images, of the labels) when images are not
+    of ``input_shape`` or a label is outside [0, num_classes)."""
+    shape = tuple(images.shape[1:])
+    if shape != tuple(input_shape):
+        raise CorruptDataError(
+            f"{sources[0]}: the images are {'×'.join(map(str, shape))} (channels×height×width), expected"
+            f" {'×'.join(map(str, input_shape))}; the file is not of this dataset, or damaged: replace it"
+        )
+    outside = (labels < 0) | (labels >= num_classes)
+    if bool(outside.any()):
+        bad = labels[outside]
+        raise CorruptDataError(
+            f"{sources[1]}: {len(bad)} of {len(labels)} labels are outside 0..{num_classes - 1} (the first is"
+            f" {int(bad[0])}, at image {int(outside.nonzero()[0])}); the file is not of this dataset, or damaged:"
+            " replace it"
+        )
 
 
 def run_seed() -> int:
@@ -146,13 +188,19 @@ class ImageDataModule(LightningDataModule):
         num_folds: int = 5,
     ) -> None:
         super().__init__()
-        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or 1)):
-            if value < 1:
+        for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value is not None and value < 1:
                 raise ConfigError(f"data.{key} must be at least 1, got {value}")
-        if num_workers < 0:
-            raise ConfigError(f"data.num_workers must be 0 or more, got {num_workers}")
-        if val_size < 0:
-            raise ConfigError(f"data.val_size must be 0 or more, got {val_size}")
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if not 0 <= num_workers <= WORKERS_PER_CORE * cores:
+            raise ConfigError(
+                f"data.num_workers must be 0 to {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per CPU core here), got"
+                f" {num_workers}; 0 is fastest for these in-memory datasets"
+            )
+        if val_size <= 0 or (isinstance(val_size, float) and val_size >= 1):
+            raise ConfigError(
+                f"data.val_size must be a number of images (1 or more) or a fraction in (0, 1), got {val_size}"
+            )
         if num_folds < 2:
             raise ConfigError(f"data.num_folds must be at least 2, got {num_folds}")
         if fold is not None and not 0 <= fold < num_folds:
@@ -202,9 +250,11 @@ class ImageDataModule(LightningDataModule):
             raise DataNotFoundError(
                 f"{self.name} not found: expected {self.expected_files()}; {hint}, or set data.download true"
             )
+        created = new_folders(self.data_dir)
         try:
             self.download_files()
         except Exception as err:  # torchvision raises RuntimeError, URLError, OSError, ...
+            remove_empty(created())  # a failed download leaves no empty folders behind
             reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             raise DataNotFoundError(
                 f"{self.name} not found and the download failed ({reason}): expected {self.expected_files()}; {hint}"
@@ -217,14 +267,31 @@ class ImageDataModule(LightningDataModule):
         """Raise ``CorruptDataError`` naming a file that fails its checksum; subclasses that know the sums
         override this (see data/checksums.py)."""
 
+    def split_files(self, train: bool) -> tuple[str, str]:
+        """The files a split's images and its labels are read from, for error messages; subclasses name them
+        more precisely."""
+        return self.expected_files(), self.expected_files()
+
+    def written_folders(self) -> dict[str, Path]:
+        """Folders this data module will write, by the key that sets them (checked before the run starts):
+        ``data_dir`` when the files are still to be downloaded."""
+        return {"data.data_dir": self.data_dir} if self.download and not self.files_present() else {}
+
+    def load_checked_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        """``load_split`` whose result has this data module's image shape and only labels of its classes: a file
+        that no checksum covers can hold anything, and a bad label would otherwise fail deep inside the loss."""
+        images, labels = self.load_split(train)
+        check_split(images, labels, self.num_classes, self.input_shape, self.split_files(train))
+        return images, labels
+
     def setup(self, stage: str | None = None) -> None:
         if stage in ("fit", "validate", None) and self.train_set is None:
-            images, labels = self.load_split(train=True)
+            images, labels = self.load_checked_split(train=True)
             train, val = split_indices(len(labels), self.val_size, self.split_seed, self.fold, self.num_folds)
             self.val_set = TensorImages(images[val], labels[val])
             self.train_set = TensorImages(images[train], labels[train])
         if stage in ("test", "predict", None) and self.test_set is None:
-            self.test_set = TensorImages(*self.load_split(train=False))
+            self.test_set = TensorImages(*self.load_checked_split(train=False))
 
     def _eval_sampler(self, dataset: TensorImages) -> Sampler[int] | None:
         """Under several processes, each evaluates every n-th image of the split, unpadded.

@@ -36,6 +36,10 @@ class CIFAR10DataModule(ImageDataModule):
     def expected_files(self) -> str:
         return f"data_batch_1..5 and test_batch in {self.batches_dir}"
 
+    def split_files(self, train: bool) -> tuple[str, str]:
+        files = str(self.batches_dir / ("data_batch_1..5" if train else "test_batch"))
+        return files, files
+
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         if not self.files_present():
             self.prepare_data()  # raises a clear error when the files are still missing

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from PIL import Image, ImageOps
 from torch import Tensor
 
@@ -72,15 +73,29 @@ def unpack_archive(archive: Path, cache_dir: Path) -> Path:
 
 
 def class_folders(folder: Path) -> list[str]:
-    """Sorted names of the class sub-folders of ``folder`` (hidden ones skipped)."""
+    """Sorted names of the class sub-folders of ``folder`` (hidden ones skipped); a sub-folder without any file is
+    no class: it is named in a warning and left out."""
     if not folder.is_dir():
         raise DataNotFoundError(f"image folder not found: {folder}")
     names = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    empty = [name for name in names if not _has_file(folder / name)]
+    if empty:
+        rank_zero_warn(f"ignoring empty class folder(s) in {folder}: {', '.join(empty)} (no files; not a class)")
+    names = [name for name in names if name not in empty]
     if not names:
         raise DataNotFoundError(
             f"no class sub-folders in {folder}: expected {folder}/<class>/<image files> (JPEG, PNG, ...)"
         )
     return names
+
+
+def _has_file(folder: Path) -> bool:
+    """Whether any non-hidden file lies under ``folder`` (stops at the first)."""
+    for _, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(not f.startswith(".") for f in files):
+            return True
+    return False
 
 
 def _walk(folder: Path) -> list[tuple[Path, int, int]]:

@@ -18,6 +18,7 @@ from torch import Tensor
 from lightning_cnn.data.augment import BatchAugmentation
 from lightning_cnn.data.base import DATAMODULES, ImageDataModule
 from lightning_cnn.data.image_files import (
+    CACHE_ENV_VAR,
     class_folders,
     decode_files,
     folder_key,
@@ -111,12 +112,18 @@ class ImageFolderDataModule(ImageDataModule):
         self.image_size: tuple[int, int] = size
         self.channels = channels
         self.cache_dir = resolve_cache_dir(cache_dir)
+        self._cache_dir_given = cache_dir is not None
         self.use_cache = cache
         self.decode_workers = decode_workers or len(os.sched_getaffinity(0))
         self.root = self._resolve_root(root)
         self.train_folder = self.root / train_dir
         self.test_folder = self.root / test_dir if test_dir is not None else None
         self.classes = tuple(class_folders(self.train_folder))
+        if len(self.classes) < 2:
+            raise ConfigError(
+                f"data.root: {self.train_folder} has one class folder ({self.classes[0]}); a classifier needs at least"
+                f" two: put each class's images in its own sub-folder, {self.train_folder}/<class>/<image files>"
+            )
         self.num_classes = len(self.classes)
         self.input_shape = (channels, *size)
         if self.test_folder is not None:
@@ -128,6 +135,10 @@ class ImageFolderDataModule(ImageDataModule):
                 )
         self._given_stats = (mean, std)
         self._mean_std = (tuple(mean), tuple(std)) if mean is not None and std is not None else None
+
+    def written_folders(self) -> dict[str, Path]:
+        key = "data.cache_dir" if self._cache_dir_given else f"data.cache_dir (${CACHE_ENV_VAR} or ./data/cache)"
+        return {key: self.cache_dir} if self.use_cache else {}
 
     def _resolve_root(self, root: str) -> Path:
         path = Path(root).expanduser()

@@ -81,6 +81,10 @@ class MNISTDataModule(ImageDataModule):
         names = ", ".join(f"{name}[.gz]" for names in FILES.values() for name in names)
         return f"{names} in {self.raw_dir}"
 
+    def split_files(self, train: bool) -> tuple[str, str]:
+        images, labels = (str(self._find(name) or self.raw_dir / name) for name in FILES[train])
+        return images, labels
+
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         image_path, label_path = (self._find(name) for name in FILES[train])
         if image_path is None or label_path is None:

@@ -33,6 +33,7 @@ try:
 except ImportError:  # Windows: no advisory locks, a search folder is not guarded there
     fcntl = None  # type: ignore[assignment]
 
+from lightning_cnn.config_files import read_yaml
 from lightning_cnn.errors import ConfigError, DivergedError
 from lightning_cnn.experiments.runner import format_table, option_given, run_fit, runs_folder, write_csv
 from lightning_cnn.internals import fail_trial
@@ -70,10 +71,7 @@ def load_spec(path: Path) -> SearchSpec:
     """Read and check a search space file; any problem is one ``ConfigError`` line naming the file and key."""
     if not path.is_file():
         raise ConfigError(f"search space file not found: {path}")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"search space {path}: invalid YAML: {' '.join(str(err).split())}") from err
+    raw = read_yaml(path, "search space")
     if not isinstance(raw, dict):
         raise ConfigError(f"search space {path}: expected a mapping with keys {', '.join(SPEC_KEYS)}")
     spec = SearchSpec(path, [], "", "", "", 0, 42, "median", {}, raw)

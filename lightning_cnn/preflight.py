@@ -1,0 +1,370 @@
+"""Pre-flight: whatever can fail from the configuration alone fails before a run folder exists and before data loads.
+
+Lightning checks many settings only once training starts (some after a whole epoch), and torch checks an
+optimizer's arguments only when it is built. The checks here run between parsing and ``fit``: on the parsed
+config (numbers, seed, trainer settings), then on the built objects (optimizer and scheduler on the model's
+parameters, the checkpoint file name, the folders the run will write). Each failure is one ``ConfigError`` naming
+the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+import re
+import tempfile
+import traceback
+import warnings
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from jsonargparse import Namespace
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from lightning_cnn.errors import ConfigError
+from lightning_cnn.models.base import METRICS
+from lightning_cnn.schedulers import build_scheduler
+
+LINKED = ("input_shape", "num_classes")  # model arguments the CLI takes from the data module
+SEED_RANGE = (0, 2**32 - 1)  # numpy's: seed_everything seeds numpy too
+# a stand-in for the run's optimizer steps, which are known only once the data is loaded
+STAND_IN_STEPS = 10_000
+SCHEDULER_STEPS = 3
+
+
+def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf in a parsed config; ``init_args`` is left out of keys, as on the command
+    line (``model.optimizer.lr``)."""
+    if isinstance(value, Namespace):
+        value = vars(value)
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            name = prefix if key == "init_args" else f"{prefix}.{key}" if prefix else str(key)
+            yield from _leaves(item, name)
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            yield from _leaves(item, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def check_numbers(config: Namespace) -> None:
+    """No setting is NaN or infinite: no option of a model, data module, optimizer, schedule, callback or trainer
+    means anything with them, and most fail only after the run folder is written (or train to NaN)."""
+    for key, value in _leaves(config, ""):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{key}: {value} is not allowed; give a finite number")
+
+
+def check_seed(seed: Any) -> None:
+    """``seed_everything`` seeds numpy, which takes 0 to 2**32 - 1."""
+    if isinstance(seed, int) and not isinstance(seed, bool) and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise ConfigError(f"seed_everything: {seed} is out of range; give an integer from 0 to {SEED_RANGE[1]}")
+
+
+def _int_at_least(low: int, none_ok: bool = True) -> Callable[[Any], bool]:
+    def ok(value: Any) -> bool:
+        return (value is None and none_ok) or (isinstance(value, int) and not isinstance(value, bool) and value >= low)
+
+    return ok
+
+
+def _batches(value: Any) -> bool:
+    """A number of batches (int >= 0) or a fraction of them (float in [0, 1])."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return True
+    return isinstance(value, float) and 0.0 <= value <= 1.0
+
+
+def _interval(value: Any) -> bool:
+    """Every N training batches (N >= 1), a fraction (0, 1] of an epoch, or a time (left to Lightning)."""
+    if isinstance(value, float):
+        return 0.0 < value <= 1.0
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 1
+    return True
+
+
+def _non_negative(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0)
+
+
+# Trainer settings Lightning accepts at construction but fails on (or silently misreads) once training starts,
+# with what is allowed; Lightning's own construction-time checks name no key, so the rest are repeated here.
+TRAINER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "num_nodes": (_int_at_least(1, none_ok=False), "an integer of 1 or more"),
+    "max_epochs": (_int_at_least(-1), "an integer of 0 or more, or -1 for no limit"),
+    "min_epochs": (_int_at_least(0), "an integer of 0 or more"),
+    "max_steps": (_int_at_least(-1, none_ok=False), "an integer of 0 or more, or -1 for no limit"),
+    "min_steps": (_int_at_least(0), "an integer of 0 or more"),
+    "limit_train_batches": (_batches, "a number of batches (0 or more) or a fraction in [0, 1]"),
+    "limit_val_batches": (_batches, "a number of batches (0 or more) or a fraction in [0, 1]"),
+    "limit_test_batches": (_batches, "a number of batches (0 or more) or a fraction in [0, 1]"),
+    "limit_predict_batches": (_batches, "a number of batches (0 or more) or a fraction in [0, 1]"),
+    "overfit_batches": (_batches, "a number of batches (0 or more) or a fraction in [0, 1]"),
+    "val_check_interval": (_interval, "a number of training batches (1 or more) or a fraction of an epoch in (0, 1]"),
+    "check_val_every_n_epoch": (_int_at_least(1), "an integer of 1 or more, or null"),
+    "num_sanity_val_steps": (_int_at_least(-1), "an integer of 0 or more, or -1 for the whole validation split"),
+    "log_every_n_steps": (_int_at_least(0), "an integer of 1 or more (0: never)"),
+    "accumulate_grad_batches": (_int_at_least(1, none_ok=False), "an integer of 1 or more"),
+    "gradient_clip_val": (_non_negative, "a number of 0 or more (0 or null: no clipping)"),
+    "reload_dataloaders_every_n_epochs": (_int_at_least(0, none_ok=False), "an integer of 0 or more"),
+    "fast_dev_run": (lambda v: isinstance(v, bool) or _int_at_least(0)(v), "true, false or a number of batches"),
+}
+
+
+def check_trainer(trainer: Namespace | Mapping[str, Any]) -> None:
+    """Trainer settings that Lightning validates late, or reports without naming the key."""
+    values = vars(trainer) if isinstance(trainer, Namespace) else trainer
+    for key, (ok, allowed) in TRAINER_RULES.items():
+        if key in values and not ok(values[key]):
+            raise ConfigError(f"trainer.{key}: {values[key]!r} is not allowed; give {allowed}")
+
+
+def check_config(config: Namespace) -> None:
+    """Checks on the parsed config of one subcommand, before any class is instantiated."""
+    check_numbers(config)
+    check_seed(config.get("seed_everything"))
+    if config.get("trainer") is not None:
+        check_trainer(config.trainer)
+
+
+# words torch uses in its messages for an argument, where they are not the argument's own name
+_ARGUMENT_WORDS = {"learning rate": "lr", "epsilon": "eps", "beta": "betas", "nesterov": "momentum"}
+
+
+def _named_arguments(message: str, arguments: Mapping[str, Any]) -> list[str]:
+    """The configured arguments a torch error message is about, best guess first."""
+    text = message.lower()
+    found = [name for word, name in _ARGUMENT_WORDS.items() if word in text and name in arguments]
+    found += [name for name in arguments if re.search(rf"\b{re.escape(name.lower())}\b", text) and name not in found]
+    return found
+
+
+def _describe_failure(key: str, factory: Any, err: Exception) -> ConfigError:
+    arguments = dict(getattr(factory, "keywords", None) or {})
+    cls = next((c for c in reversed([getattr(factory, "func", None), *getattr(factory, "args", ())])
+                if isinstance(c, type)), None)  # fmt: skip
+    name = cls.__name__ if cls is not None else type(factory).__name__
+    message = " ".join(str(err).split()) or type(err).__name__
+    named = _named_arguments(message, arguments)
+    if named:
+        given = ", ".join(f"{key}.init_args.{n}={arguments[n]!r}" for n in named)
+        return ConfigError(f"{given}: {name} rejects this: {message}")
+    return ConfigError(f"{key}: {name} cannot be built with {arguments}: {message}")
+
+
+def check_optimization(model: Any, max_steps: int | None = None) -> None:
+    """Build the model's optimizer on its parameters and the scheduler on that optimizer, as ``fit`` will."""
+    optimizer_factory = getattr(model, "_optimizer_factory", None)
+    if optimizer_factory is None or not hasattr(model, "parameter_groups"):
+        return
+    try:
+        optimizer = optimizer_factory(model.parameter_groups())
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, RuntimeError) as err:
+        raise _describe_failure("model.optimizer", optimizer_factory, err) from err
+    scheduler_factory = getattr(model, "_lr_scheduler_factory", None)
+    if scheduler_factory is None:
+        return
+    steps = max_steps if isinstance(max_steps, int) and max_steps > 0 else STAND_IN_STEPS
+    try:
+        scheduler = build_scheduler(scheduler_factory, optimizer, steps)
+        with warnings.catch_warnings():  # stepped without optimizer steps: this optimizer is thrown away
+            warnings.simplefilter("ignore")
+            for _ in range(min(SCHEDULER_STEPS, steps - 1)):  # some fail only when stepped (StepLR, step_size 0)
+                scheduler.step(*([1.0] if isinstance(scheduler, ReduceLROnPlateau) else []))
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, KeyError, RuntimeError, ArithmeticError) as err:
+        raise _describe_failure("model.lr_scheduler", scheduler_factory, err) from err
+
+
+def check_forward(model: Any) -> None:
+    """One image of the model's input shape through the model (evaluation mode, no gradients): a setting that only
+    fails on data (a resize too large, a network that shrinks the image below 1×1) fails here, not in training."""
+    example = getattr(model, "example_input_array", None)
+    if not isinstance(model, torch.nn.Module) or not isinstance(example, torch.Tensor):
+        return
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example[:1])
+    except Exception as err:  # noqa: BLE001 - whatever the network raises, named with the model's options
+        arguments = dict(getattr(model, "hparams", {}))
+        changed = _changed_arguments(type(model), arguments)
+        given = " with " + ", ".join(f"{name}={arguments[name]!r}" for name in changed) if changed else ""
+        shape = "×".join(map(str, example.shape[1:]))
+        reason = " ".join(str(err).split())[:300] or type(err).__name__
+        raise ConfigError(f"model: {type(model).__name__}{given} cannot classify a {shape} image: {reason}") from err
+    finally:
+        model.train(was_training)
+
+
+def check_augmentations(datamodule: Any) -> None:
+    """The training augmentations on a stand-in batch of the data's image shape (torch's random state is kept):
+    a setting that only fails on images (a crop padding too large) fails here, not in the first training batch."""
+    augment, shape = getattr(datamodule, "augment", None), getattr(datamodule, "input_shape", None)
+    if not augment or shape is None:
+        return
+    images = torch.zeros(2, *shape)
+    with torch.random.fork_rng(devices=[]):
+        for i, augmentation in enumerate(augment):
+            try:
+                images = augmentation(images)
+            except Exception as err:  # noqa: BLE001 - whatever it raises, named with its settings
+                reason = " ".join(str(err).split())[:300] or type(err).__name__
+                shape_text = "×".join(map(str, shape))
+                raise ConfigError(
+                    f"data.augment[{i}]: {augmentation!r} fails on {shape_text} images: {reason}"
+                ) from err
+
+
+def check_checkpoint_filename(key: str, callback: Any) -> None:
+    """Format the checkpoint file name with stand-in metrics: a bad format spec otherwise fails after an epoch."""
+    filename = getattr(callback, "filename", None)
+    if not filename or not hasattr(callback, "format_checkpoint_name"):
+        return
+    metrics = {name: torch.tensor(0.5) for name in METRICS}
+    metrics.update(epoch=torch.tensor(1), step=torch.tensor(1))
+    try:
+        callback.format_checkpoint_name(metrics)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError) as err:
+        raise ConfigError(
+            f"{key}.filename: {filename!r} is not a valid file name pattern ({err}); use fields such as"
+            " {epoch:03d}, {step} and logged metrics such as {val/acc:.4f}"
+        ) from err
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists() or candidate.is_symlink():
+            return candidate
+    return Path(path.anchor or ".")
+
+
+def check_writable(key: str, folder: str | os.PathLike) -> None:
+    """``folder`` exists as a folder, or can be created, and a file can be written in it; nothing is left behind."""
+    path = Path(folder).expanduser().absolute()
+    base = _existing_ancestor(path)
+    if not base.is_dir():
+        what = "is a file" if base == path else f"cannot be created: {base} is a file"
+        raise ConfigError(f"{key}: {folder} {what}; give a folder")
+    try:
+        with tempfile.TemporaryFile(dir=base, prefix=".lightning-cnn-write-check-"):
+            pass
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        target = "is not writable" if base == path else f"cannot be created in {base}"
+        raise ConfigError(f"{key}: {folder} {target} ({reason}); choose another folder or fix its permissions") from err
+
+
+def run_folders(trainer: Any, checkpoint_callbacks: Mapping[str, Any], datamodule: Any) -> dict[str, Path]:
+    """Every folder a run writes, by the key that sets it."""
+    folders: dict[str, Path] = {"trainer.default_root_dir": Path(trainer.default_root_dir)}
+    for logger in getattr(trainer, "loggers", []):
+        save_dir = getattr(logger, "save_dir", None)
+        if save_dir and Path(save_dir).absolute() != folders["trainer.default_root_dir"].absolute():
+            folders.setdefault("trainer.logger.save_dir", Path(save_dir))
+    for key, callback in checkpoint_callbacks.items():
+        if getattr(callback, "dirpath", None):
+            folders[f"{key}.dirpath"] = Path(callback.dirpath)
+    written = getattr(datamodule, "written_folders", None)
+    if callable(written):
+        folders.update(written())
+    return folders
+
+
+def check_objects(model: Any, trainer: Any, datamodule: Any, checkpoint_callbacks: Mapping[str, Any]) -> None:
+    """Checks on the instantiated model, trainer, data module and checkpoint callbacks, before anything runs."""
+    check_optimization(model, getattr(trainer, "max_steps", None))
+    check_forward(model)
+    check_augmentations(datamodule)
+    for key, callback in checkpoint_callbacks.items():
+        check_checkpoint_filename(key, callback)
+    for key, folder in run_folders(trainer, checkpoint_callbacks, datamodule).items():
+        check_writable(key, folder)
+
+
+def _configured_classes(value: Any, key: str = "") -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """(key, class path, init_args) of every class in a parsed config: the model, data module, optimizer, ..."""
+    if isinstance(value, Namespace):
+        if isinstance(value.get("class_path"), str):
+            yield key, value["class_path"], dict(vars(value.get("init_args") or Namespace()))
+        for name, item in vars(value).items():
+            if name != "class_path":
+                yield from _configured_classes(item, key if name == "init_args" else f"{key}.{name}".lstrip("."))
+    elif isinstance(value, list):
+        for item in value:
+            yield from _configured_classes(item, key)
+
+
+def _changed_arguments(cls: type, arguments: Mapping[str, Any]) -> list[str]:
+    """The arguments given a value other than ``cls``'s default."""
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return []
+    return [
+        name for name, value in arguments.items()
+        if name in parameters and parameters[name].default is not inspect.Parameter.empty
+        and not isinstance(value, Namespace) and _plain(value) != _plain(parameters[name].default)
+    ]  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _passed_down(frames: list[Any], arguments: Mapping[str, Any], changed: list[str]) -> list[str]:
+    """Of the ``changed`` arguments, those that reached the innermost frame holding any of them under their own
+    name: what the failing call was working on (all ``changed`` when none did)."""
+    for frame in reversed(frames):
+        found = [name for name in changed if _same(frame.f_locals.get(name, _MISSING), arguments[name])]
+        if found:
+            return found
+    return changed
+
+
+_MISSING = object()
+
+
+def _same(local: Any, value: Any) -> bool:
+    try:
+        return local is not _MISSING and value is not None and bool(local == value)
+    except Exception:  # noqa: BLE001 - tensors and other values without a plain truth value
+        return False
+
+
+def construction_error(config: Namespace, err: BaseException) -> ConfigError | None:
+    """One line for a class of the config (model, data module, callback, trainer) that failed to build on a value
+    it did not check itself (torch refusing a negative padding, an allocation too large): the key, the class, the
+    arguments that the message names or that differ from the defaults, and the reason."""
+    chain, current = [], err
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    root = chain[-1]
+    classes = [
+        *_configured_classes(config),
+        ("trainer", "lightning.pytorch.Trainer", dict(vars(config.get("trainer") or Namespace()))),
+    ]
+    frames = [frame for frame, _ in traceback.walk_tb(root.__traceback__)]
+    for depth, frame in enumerate(frames):
+        built = frame.f_locals.get("self")
+        for key, class_path, arguments in classes:
+            if built is None or type(built).__name__ != class_path.rsplit(".", 1)[-1]:
+                continue
+            reason = " ".join(str(root).split())[:300] or type(root).__name__
+            changed = _changed_arguments(type(built), arguments)
+            named = _named_arguments(reason, arguments) or _passed_down(frames[depth + 1 :], arguments, changed)
+            given = " with " + ", ".join(f"{name}={arguments[name]!r}" for name in named) if named else ""
+            from_data = set(named) & set(LINKED) or (key == "model" and not named)
+            linked = " (input_shape and num_classes come from the data options)" if from_data else ""
+            return ConfigError(f"{key}: {type(built).__name__} cannot be built{given}{linked}: {reason}")
+    return None
