@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_cnn.models.base import MODELS, ImageClassifier
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.models.base import MODELS, ImageClassifier
 from lightning_cnn.models.blocks import check_widths
 
 PATCH = 2  # the whitening conv's kernel size
