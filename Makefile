@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 export LIGHTNING_CNN_DATA ?= $(abspath data)
 CONFIG ?= configs/mnist/lenet5.yaml
 
-.PHONY: install fit test test-fast lint format tensorboard clean
+.PHONY: install fit test test-fast lint format tensorboard clean gpu-check
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ lint: install
 format: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+gpu-check: install  ## on a GPU machine: speed, memory, precision, compile, DDP; writes benchmarks/results/gpu-<device>.{json,md}
+	$(BIN)/python -m benchmarks.gpu_check
 
 tensorboard: install  ## curves of every run under lightning_logs/
 	$(BIN)/tensorboard --logdir lightning_logs
