@@ -42,6 +42,9 @@ format: install
 docs: install  ## build the documentation site into build/site; a broken link or reference fails the build
 	$(BIN)/mkdocs build --strict --site-dir build/site
 
+gpu-check: install  ## on a GPU machine: speed, memory, precision, compile, DDP; writes benchmarks/results/gpu-<device>.{json,md}
+	$(BIN)/python -m benchmarks.gpu_check
+
 tensorboard: install  ## curves of every run under lightning_logs/
 	$(BIN)/tensorboard --logdir lightning_logs
 

@@ -21,11 +21,28 @@ GREY = Preprocessing((1, 28, 28), (0.1307,), (0.3081,), tuple(str(i) for i in ra
 RGB = Preprocessing((3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), tuple(f"c{i}" for i in range(10)))
 
 
-@pytest.mark.parametrize("name", sorted(MODELS))
+# The CIFAR ResNets differ only in depth: the shallowest and the deepest stand for the others.
+EXPORTED = sorted(name for name in MODELS if name not in ("ResNet32", "ResNet44"))
+
+
+def calibrate_batch_norm(model: torch.nn.Module, shape: tuple[int, int, int]) -> torch.nn.Module:
+    """Batch-norm running statistics of one random batch, as a trained network has statistics of its data: with
+    the initial ones (mean 0, variance 1) a deep untrained ResNet's logits grow to hundreds, and float rounding
+    with them."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.reset_running_stats()
+            module.momentum = None  # a cumulative average: after one batch, that batch's statistics
+    with torch.no_grad():
+        model.train()(torch.rand(16, *shape))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", EXPORTED)
 def test_every_model_exports_within_tolerance(name, tmp_path):
     torch.manual_seed(0)
     prep = RGB if name == "ResNet18" else GREY  # one shape each keeps the test short; ResNet18 on its CIFAR stem
-    model = MODELS[name](num_classes=10, input_shape=prep.input_shape).eval()
+    model = calibrate_batch_norm(MODELS[name](num_classes=10, input_shape=prep.input_shape), prep.input_shape)
     diffs = export_model(model.net, prep, tmp_path / f"{name}.onnx", check_batch=3)
     assert diffs["onnx"] <= TOLERANCE
     # the dynamic batch axis: one image and five give the PyTorch outputs too

@@ -6,10 +6,27 @@ A model of your own needs no entry here: subclass ``ImageClassifier`` in your ow
 
 from lightning_cnn.models.alexnet import AlexNet
 from lightning_cnn.models.base import MODELS, ImageClassifier
+from lightning_cnn.models.cifar_resnet import CIFARResNet, ResNet20, ResNet32, ResNet44, ResNet56
 from lightning_cnn.models.convnet import ConvNet
+from lightning_cnn.models.fast_net import FastCIFARNet
 from lightning_cnn.models.lenet import LeNet5
 from lightning_cnn.models.mlp import MLP
 from lightning_cnn.models.resnet import ResNet18
 from lightning_cnn.models.simple_cnn import SimpleCNN
 
-__all__ = ["MODELS", "AlexNet", "ConvNet", "ImageClassifier", "LeNet5", "MLP", "ResNet18", "SimpleCNN"]
+__all__ = [
+    "MODELS",
+    "AlexNet",
+    "CIFARResNet",
+    "ConvNet",
+    "FastCIFARNet",
+    "ImageClassifier",
+    "LeNet5",
+    "MLP",
+    "ResNet18",
+    "ResNet20",
+    "ResNet32",
+    "ResNet44",
+    "ResNet56",
+    "SimpleCNN",
+]
