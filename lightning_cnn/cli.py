@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import lightning as L
 import torch
@@ -35,10 +35,11 @@ from lightning_cnn.errors import ConfigError
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
-from lightning_cnn.training.callbacks import RunCheckpoint
+from lightning_cnn.training.callbacks import RunCheckpoint, RunLabels
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
-from lightning_cnn.training.loggers import RunLogger
+from lightning_cnn.training.loggers import PlacedLogger, RunFolder, RunLogger, finish_runs
 from lightning_cnn.training.preview import AugmentationPreview
+from lightning_cnn.training.progress import progress_callback
 from lightning_cnn.training.report import EvaluationReport
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
@@ -88,6 +89,26 @@ class CNNLightningCLI(LightningCLI):
         parser.add_lightning_class_args(AugmentationPreview, "preview")
         # HPARAMS session, validation prediction grids, confusion matrix and metrics.json of a test
         parser.add_lightning_class_args(EvaluationReport, "report")
+        parser.add_argument(
+            "--run_name", type=str | None, default=None,
+            help="A name for the run, shown by every logger, in metrics.json and by 'lightning-cnn runs'.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--tags", type=list[str], default=[], help="Tags of the run, e.g. [baseline, augment], shown like the name."
+        )
+        parser.add_argument(
+            "--progress",
+            type=Literal["auto", "bar", "lines", "rich"],
+            default="auto",
+            help="How training shows progress: a bar, one line per epoch ('lines'), or Rich's bar; 'auto' is the"
+            " bar on a terminal and lines when the output goes to a file or a pipe.",
+        )
+        parser.add_argument(
+            "--progress_interval",
+            type=float,
+            default=30.0,
+            help="With lines: at most one line every this many seconds inside an epoch (besides one per epoch).",
+        )
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -143,28 +164,56 @@ class CNNLightningCLI(LightningCLI):
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The trainer with the configured callbacks (optional ones left out when unset); a resumed run logs into
-        its own folder and saves its config as ``config_resumed_N.yaml`` beside the original."""
+        """The trainer with the configured callbacks (optional ones left out when unset), its loggers placed in one
+        run folder, and the progress display; a resumed run logs into its own folder and saves its config as
+        ``config_resumed_N.yaml`` beside the original."""
         parser = self._parser(self.subcommand)
         callbacks = [cb for key in parser.callback_keys if (cb := self._get(self.config_init, key)) is not None]
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        if config.get("logger") in (None, True):
-            root = config.get("default_root_dir") or "."
-            # no hp_metric placeholder: the EvaluationReport callback declares the run's real metrics
-            config["logger"] = RunLogger(
-                save_dir=root, version=getattr(self, "_resume_version", None), default_hp_metric=False
-            )
-            if getattr(self, "_resume_version", None) is not None:
-                run_dir = Path(config["logger"].log_dir)
-                n = 1 + sum(1 for _ in run_dir.glob("config_resumed_*.yaml"))
+        root = config.get("default_root_dir") or "."
+        logger = config.get("logger")
+        if logger is None or logger is True:  # TensorBoard, the default
+            loggers = [RunLogger(save_dir=root)]
+        elif logger is False:
+            loggers = []
+        else:
+            loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+        resume_version = getattr(self, "_resume_version", None)
+        folder = RunFolder(root, resume_version)
+        labels = self._get(self.config, "run_name"), self._get(self.config, "tags", default=[]) or []
+        for each in loggers:
+            if isinstance(each, PlacedLogger):
+                each.place(folder, *labels)
+        if any(isinstance(each, PlacedLogger) for each in loggers):
+            for callback in callbacks:
+                if isinstance(callback, RunCheckpoint):
+                    callback.run_folder = folder
+            if resume_version is not None:
+                n = 1 + sum(1 for _ in folder.path.glob("config_resumed_*.yaml"))
                 self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
-        elif not config.get("logger"):  # `--trainer.logger false`: nothing to log learning rates to
+        if not loggers:  # `--trainer.logger false`: nothing to log learning rates to
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+        config["logger"] = loggers or False
+        callbacks.append(RunLabels())
+        progress = progress_callback(
+            self._get(self.config, "progress", default="auto"),
+            self._get(self.config, "progress_interval", default=30.0),
+            enabled=config.get("enable_progress_bar") is not False,
+            configured=[*callbacks, *(config.get("callbacks") or [])],
+        )
+        if progress is not None:
+            callbacks.append(progress)
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return self._instantiate_trainer(config, callbacks)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            finish_runs(self.trainer.loggers)
 
     def before_fit(self) -> None:
         """Fail before any training, and before a resumed run folder is written to, when a callback watches a

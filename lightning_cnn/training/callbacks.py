@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lightning_cnn.training.loggers import log_run_info, run_labels
 
 INTERRUPTED = "interrupted.ckpt"
 
@@ -20,6 +23,14 @@ class RunCheckpoint(ModelCheckpoint):
     resume from an older epoch. Lightning's ``on_train_end`` also saves ``last.ckpt`` in a fast dev run,
     into a folder outside any run.
     """
+
+    run_folder: Any = None  # the RunFolder the CLI shares among the loggers: checkpoints go to its checkpoints/
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # the run folder, not the first logger's (an MLflow or W&B logger first would put them in its own store)
+        if self.dirpath is None and self.run_folder is not None and not trainer.fast_dev_run:
+            self.dirpath = os.fspath(self.run_folder.path / "checkpoints")
+        super().setup(trainer, pl_module, stage)
 
     def _save_last_if_missed(self, trainer: L.Trainer) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
@@ -53,3 +64,26 @@ class RunCheckpoint(ModelCheckpoint):
             f" Resume exactly from the last finished epoch with --ckpt_path last, or from this moment with"
             f" --ckpt_path {path}"
         )
+
+
+class RunLabels(L.Callback):
+    """Logs the run's name and tags (``--run_name``, ``--tags``) to every logger once it starts, after ``setup`` so
+    a run stopped by a bad setting logs nothing."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def _log(self, trainer: L.Trainer) -> None:
+        if not self._done and trainer.is_global_zero:
+            self._done = True
+            log_run_info(trainer, *run_labels(trainer))
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._log(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)
