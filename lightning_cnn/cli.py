@@ -37,7 +37,7 @@ from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
 from lightning_cnn.training.callbacks import RunCheckpoint, RunLabels
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
-from lightning_cnn.training.loggers import PlacedLogger, RunFolder, RunLogger, finish_runs
+from lightning_cnn.training.loggers import PlacedLogger, RunFolder, RunLogger, check_logger_packages, finish_runs
 from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.progress import progress_callback
 from lightning_cnn.training.report import EvaluationReport
@@ -134,7 +134,11 @@ class CNNLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         self._resume_version: int | None = None
         if self.subcommand:
-            self._resolve_ckpt_path(self.config[self.subcommand])
+            config = self.config[self.subcommand]
+            loggers = config.trainer.get("logger")
+            loggers = loggers if isinstance(loggers, list) else [loggers]
+            check_logger_packages([str(lg.get("class_path")) for lg in loggers if hasattr(lg, "get")])
+            self._resolve_ckpt_path(config)
 
     def _resolve_ckpt_path(self, config: Any) -> None:
         """``--ckpt_path last`` or ``best`` name a checkpoint of an earlier run: the run whose saved

@@ -307,7 +307,17 @@ def finish_runs(loggers: Sequence[Logger]) -> None:
             logger.finish()
 
 
-LOGGERS = {"tensorboard": RunLogger, "csv": CSVRunLogger, "mlflow": MLflowRunLogger, "wandb": WandbRunLogger}
+# the optional package behind each logger class that needs one (ours and Lightning's own)
+PACKAGES = {"MLflowRunLogger": "mlflow", "MLFlowLogger": "mlflow", "WandbRunLogger": "wandb", "WandbLogger": "wandb"}
+
+
+def check_logger_packages(class_paths: Sequence[str]) -> None:
+    """Before any logger is built: one line with the pip command for a logger whose package is missing
+    (built by the argument parser, the logger's own error would be lost in a message about union types)."""
+    for class_path in class_paths:
+        name = class_path.rsplit(".", 1)[-1]
+        if name in PACKAGES:
+            require(PACKAGES[name], f"trainer.logger {name}")
 
 
 # --- the report and the preview, sent to every logger in its own way ----------------------------------
