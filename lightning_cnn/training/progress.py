@@ -54,7 +54,7 @@ class LineProgress(ProgressBar):
         self._last_line = now
         total = self.total_train_batches
         of = f"/{int(total)}" if total != float("inf") else ""
-        self._line(trainer, f"batch {batch_idx + 1}{of}", ("train/",), now)
+        self._line(trainer, f"batch {batch_idx + 1}{of}", ("train/loss",), now)  # train/acc is per epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.is_enabled:
