@@ -36,20 +36,14 @@ from lightning_cnn.errors import ConfigError, user_error
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
-from lightning_cnn.training.callbacks import RunCheckpoint, ScheduleResumeNote
+from lightning_cnn.training.callbacks import RunCheckpoint, RunLabels, ScheduleResumeNote
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
-from lightning_cnn.training.loggers import RunLogger
+from lightning_cnn.training.loggers import PlacedLogger, RunFolder, RunLogger, check_logger_packages, finish_runs
 from lightning_cnn.training.predictions import PredictionCSV
 from lightning_cnn.training.preview import AugmentationPreview
+from lightning_cnn.training.progress import progress_callback
 from lightning_cnn.training.report import EvaluationReport
-from lightning_cnn.training.run_folder import (
-    claim_version,
-    last_good_checkpoint,
-    lock_run,
-    next_version,
-    release_runs,
-    remove_if_untrained,
-)
+from lightning_cnn.training.run_folder import last_good_checkpoint, lock_run, release_runs, remove_if_untrained
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -98,6 +92,26 @@ class CNNLightningCLI(LightningCLI):
         parser.add_lightning_class_args(AugmentationPreview, "preview")
         # HPARAMS session, validation prediction grids, confusion matrix and metrics.json of a test
         parser.add_lightning_class_args(EvaluationReport, "report")
+        parser.add_argument(
+            "--run_name", type=str | None, default=None,
+            help="A name for the run, shown by every logger, in metrics.json and by 'lightning-cnn runs'.",
+        )  # fmt: skip
+        parser.add_argument(
+            "--tags", type=list[str], default=[], help="Tags of the run, e.g. [baseline, augment], shown like the name."
+        )
+        parser.add_argument(
+            "--progress",
+            type=Literal["auto", "bar", "lines", "rich"],
+            default="auto",
+            help="How training shows progress: a bar, one line per epoch ('lines'), or Rich's bar; 'auto' is the"
+            " bar on a terminal and lines when the output goes to a file or a pipe.",
+        )
+        parser.add_argument(
+            "--progress_interval",
+            type=float,
+            default=30.0,
+            help="With lines: at most one line every this many seconds inside an epoch (besides one per epoch).",
+        )
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -151,8 +165,12 @@ class CNNLightningCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         self._resume_version: int | None = None
         if self.subcommand:
-            check_accelerator(self.config[self.subcommand].get("trainer") or {})
-            self._resolve_ckpt_path(self.config[self.subcommand])
+            config = self.config[self.subcommand]
+            check_accelerator(config.get("trainer") or {})
+            loggers = config.trainer.get("logger")
+            loggers = loggers if isinstance(loggers, list) else [loggers]
+            check_logger_packages([str(lg.get("class_path")) for lg in loggers if hasattr(lg, "get")])
+            self._resolve_ckpt_path(config)
 
     def _resolve_ckpt_path(self, config: Any) -> None:
         """``--ckpt_path last`` or ``best`` name a checkpoint of an earlier run: the run whose saved
@@ -213,46 +231,58 @@ class CNNLightningCLI(LightningCLI):
             self.parser.error(str(err))
 
     def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
-        """The trainer with the configured callbacks (optional ones left out when unset); every run has its own
-        ``version_N`` folder, with or without a logger, and a resumed run goes on in its own folder and saves its
-        config as ``config_resumed_N.yaml`` beside the original."""
+        """The trainer with the configured callbacks (optional ones left out when unset), its loggers placed in one
+        run folder, and the progress display. Every run has its own ``version_N`` folder, with or without a
+        logger; a resumed run goes on in its own folder and saves its config as ``config_resumed_N.yaml``."""
         parser = self._parser(self.subcommand)
         callbacks = [cb for key in parser.callback_keys if (cb := self._get(self.config_init, key)) is not None]
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         root = config.get("default_root_dir") or "."
+        logger = config.get("logger")
+        if logger is None or logger is True:  # TensorBoard, the default
+            loggers = [RunLogger(save_dir=root)]
+        elif logger is False:
+            loggers = []
+        else:
+            loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
         resume = getattr(self, "_resume_version", None)
-        self._created_run: Path | None = None
-        self._resumed_run = None if resume is None else runs_under(root) / f"version_{resume}"
-        if config.get("logger") in (None, True):
-            # no hp_metric placeholder: the EvaluationReport callback declares the run's real metrics
-            config["logger"] = RunLogger(save_dir=root, version=resume, default_hp_metric=False)
-        elif not config.get("logger"):  # `--trainer.logger false`: nothing to log learning rates to
+        self._run_folder = folder = RunFolder(root, resume)
+        self._resumed_run = None if resume is None else folder.path
+        labels = self._get(self.config, "run_name"), self._get(self.config, "tags", default=[]) or []
+        for each in loggers:
+            if isinstance(each, PlacedLogger):
+                each.place(folder, *labels)
+        if any(isinstance(each, PlacedLogger) for each in loggers):
+            for callback in callbacks:
+                if isinstance(callback, RunCheckpoint):
+                    callback.run_folder = folder
+        if not loggers:  # `--trainer.logger false`: nothing to log learning rates to, but a run folder all the same
             callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
             if not config.get("fast_dev_run"):
-                config["default_root_dir"] = str(self._folder_without_logger(root))
+                # the other processes write nothing: Lightning broadcasts rank 0's folders
+                mine = resume is not None or rank_zero_only.rank == 0
+                config["default_root_dir"] = str(folder.path if mine else folder.runs)
+        config["logger"] = loggers or False
         if self.subcommand == "predict":
             callbacks.append(PredictionCSV())
         if self._resumed_run is not None:
             n = 1 + sum(1 for _ in self._resumed_run.glob("config_resumed_*.yaml"))
             self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
             callbacks.append(ScheduleResumeNote(self._resumed_run / f"config_resumed_{n}.yaml"))
+        callbacks.append(RunLabels())
+        progress = progress_callback(
+            self._get(self.config, "progress", default="auto"),
+            self._get(self.config, "progress_interval", default=30.0),
+            enabled=config.get("enable_progress_bar") is not False,
+            configured=[*callbacks, *(config.get("callbacks") or [])],
+        )
+        if progress is not None:
+            callbacks.append(progress)
         plugins = config.get("plugins") or []
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
         return self._instantiate_trainer(config, callbacks)
-
-    def _folder_without_logger(self, root: str) -> Path:
-        """The run folder of a run without a logger: its own ``version_N`` like any run (it would otherwise write
-        ``config.yaml`` and ``checkpoints/`` into the root, where a second run collides with the first)."""
-        runs = runs_under(root)
-        if self._resumed_run is not None:
-            return self._resumed_run
-        if rank_zero_only.rank != 0:  # the other processes write nothing: Lightning broadcasts rank 0's folders
-            return runs
-        self._created_run = runs / f"version_{claim_version(runs, next_version(runs))}"
-        lock_run(self._created_run)
-        return self._created_run
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the subcommand holding its run folder; a failure removes the folder it created when nothing was
@@ -264,14 +294,15 @@ class CNNLightningCLI(LightningCLI):
                 self._after_failure(err)
             raise
         finally:
+            finish_runs(self.trainer.loggers)
             release_runs()
 
     def _after_failure(self, err: BaseException) -> None:
-        logger = self.trainer.logger
-        created = getattr(logger, "_claimed", None) if isinstance(logger, RunLogger) else self._created_run
-        if created and self.trainer.global_step == 0 and remove_if_untrained(Path(created)):
+        folder = self._run_folder
+        created = folder.path if folder.claimed else None
+        if created and self.trainer.global_step == 0 and remove_if_untrained(created):
             return
-        run_dir = Path(created) if created else self._resumed_run
+        run_dir = created or self._resumed_run
         if not isinstance(err, Exception) or run_dir is None or not run_dir.is_dir():
             return
         callback = self.trainer.checkpoint_callback

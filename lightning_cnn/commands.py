@@ -40,6 +40,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "search": ("lightning_cnn.experiments.search", "hyper-parameter search with Optuna"),
     "preview": ("lightning_cnn.training.preview", "write the first augmented training batch of a config as a PNG"),
     "models": ("lightning_cnn.training.model_table", "parameters and FLOPs of every model or recipe"),
+    "runs": ("lightning_cnn.inference.runs", "list the runs under a root: name, tags, model, data, accuracy"),
 }
 
 

@@ -26,7 +26,9 @@ DATA_FIXTURES = {
 
 
 def data_class(config: dict) -> str:
-    data = config.get("data") or yaml.safe_load(BASE_RECIPE.read_text())["data"]
+    data = config.get("data") or {}
+    if "class_path" not in data:  # a fragment that sets data options runs on the base recipe's data module
+        data = yaml.safe_load(BASE_RECIPE.read_text())["data"]
     return data["class_path"].rsplit(".", 1)[-1]
 
 
@@ -56,3 +58,14 @@ def test_config_runs_a_fast_dev_run(path: Path, run_cli, request, tmp_path):
         "fit", *configs, "--data.data_dir", data_dir, "--trainer.default_root_dir", tmp_path, *QUICK, *run,
     )  # fmt: skip
     assert code == 0, err
+
+
+def test_the_profile_preset_writes_its_report_into_the_run_folder(mnist_dir, run_cli, tmp_path):
+    code, err = run_cli(
+        "fit", "--config", BASE_RECIPE, "--config", CONFIGS / "debug" / "profile.yaml", "--data.data_dir", mnist_dir,
+        "--trainer.default_root_dir", tmp_path, *QUICK, "--trainer.limit_train_batches", "2",
+        "--trainer.limit_val_batches", "1", "--test_after_fit", "false",
+    )  # fmt: skip
+    assert code == 0, err
+    report = tmp_path / "lightning_logs" / "version_0" / "fit-profile.txt"
+    assert report.is_file() and "run_training_batch" in report.read_text()

@@ -329,3 +329,25 @@ def test_imagenet_weights_are_loaded_from_the_hub_cache(hub_dir):
     image = torch.randn(1, 1, 28, 28)
     stem = imagenet.conv1(image.repeat(1, 3, 1, 1))  # a grey image is an RGB image with three equal planes
     torch.testing.assert_close(grey.backbone.conv1(image), stem, rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_trains_and_its_checkpoint_loads_into_a_plain_model(mnist_dir, tmp_path):
+    from lightning_cnn.cli import cli_main
+    from tests.helpers.runs import QUICK
+
+    cli = cli_main(
+        ["fit", "--model", "LeNet5", "--model.channels_last", "true", "--data.data_dir", str(mnist_dir), *QUICK,
+         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
+         "--trainer.default_root_dir", str(tmp_path), "--preview.num_images", "0", "--report.enabled", "false"]
+    )  # fmt: skip
+    trained = cli.model.cpu().eval()
+    convs = [m for m in trained.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+    assert cli.trainer.global_step == 3
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    plain = LeNet5.load_from_checkpoint(last, channels_last=False).eval()
+    assert not plain.channels_last
+    assert all(m.weight.is_contiguous() for m in plain.modules() if isinstance(m, nn.Conv2d))
+    images = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(images), trained(images))

@@ -68,6 +68,9 @@ class ImageClassifier(LightningModule):
         label_smoothing: cross-entropy label smoothing in [0, 1).
         l1_weight: weight of an L1 penalty on the conv and linear weights (0 turns it off).
         compile: compile the network with ``torch.compile`` (checkpoints keep the plain parameter names).
+        channels_last: keep the network's 4-D weights and the input batches in the channels-last memory
+            layout, which convolutions run faster in on recent GPUs (tensor cores) under mixed precision; the
+            checkpoint's weights load into a model without it.
     """
 
     def __init__(
@@ -82,6 +85,7 @@ class ImageClassifier(LightningModule):
         label_smoothing: float = 0.0,
         l1_weight: float = 0.0,
         compile: bool = False,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
@@ -108,6 +112,7 @@ class ImageClassifier(LightningModule):
         self.label_smoothing = label_smoothing
         self.l1_weight = l1_weight
         self.compile_net = compile
+        self.channels_last = channels_last
         self.net: nn.Module = nn.Identity()
         self._loss_window: list[Tensor] = []  # the training losses since train/loss was last logged
         # lets the model summary show input and output shapes of every layer
@@ -156,9 +161,13 @@ class ImageClassifier(LightningModule):
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
     def configure_model(self) -> None:
+        if self.channels_last:  # in place; 4-D weights only, the others have no such layout
+            self.net.to(memory_format=torch.channels_last)
         # nn.Module.compile compiles in place: state_dict keys stay free of `_orig_mod.` prefixes
         if self.compile_net:
             self.net.compile()

@@ -10,6 +10,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from lightning_cnn.training.loggers import log_run_info, run_labels
+
 INTERRUPTED = "interrupted.ckpt"
 
 
@@ -35,6 +37,14 @@ class RunCheckpoint(ModelCheckpoint):
         if self._every_n_train_steps < 1 and self._train_time_interval is None and pl_module.automatic_optimization:
             return
         super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+
+    run_folder: Any = None  # the RunFolder the CLI shares among the loggers: checkpoints go to its checkpoints/
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # the run folder, not the first logger's (an MLflow or W&B logger first would put them in its own store)
+        if self.dirpath is None and self.run_folder is not None and not trainer.fast_dev_run:
+            self.dirpath = os.fspath(self.run_folder.path / "checkpoints")
+        super().setup(trainer, pl_module, stage)
 
     def _save_last_if_missed(self, trainer: L.Trainer) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
@@ -98,3 +108,26 @@ class ScheduleResumeNote(L.Callback):
         if notes and trainer.is_global_zero and os.path.isfile(self.config_file):
             with open(self.config_file, "a") as f:
                 f.writelines(f"# {note}\n" for note in notes)
+
+
+class RunLabels(L.Callback):
+    """Logs the run's name and tags (``--run_name``, ``--tags``) to every logger once it starts, after ``setup`` so
+    a run stopped by a bad setting logs nothing."""
+
+    def __init__(self) -> None:
+        self._done = False
+
+    def _log(self, trainer: L.Trainer) -> None:
+        if not self._done and trainer.is_global_zero:
+            self._done = True
+            log_run_info(trainer, *run_labels(trainer))
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._log(trainer)
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._log(trainer)

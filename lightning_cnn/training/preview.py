@@ -1,6 +1,6 @@
 """A look at the augmentations: the first training batch, de-normalized, as a labelled image grid.
 
-During ``fit`` the ``AugmentationPreview`` callback logs the grid to TensorBoard (``train/first_batch``);
+During ``fit`` the ``AugmentationPreview`` callback logs the grid to every logger (``train/first_batch``);
 ``lightning-cnn preview --config CONFIG --out grid.png`` writes the same kind of grid for a
 config without training anything.
 """
@@ -18,12 +18,12 @@ import lightning as L
 import numpy as np
 import torch
 import yaml
-from lightning.pytorch.loggers import TensorBoardLogger
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, LightningCnnError
+from lightning_cnn.training.loggers import log_image
 
 CAPTION = 12  # pixels of caption under each tile
 MIN_TILE = 64  # small images are enlarged (nearest neighbour) to at least this many pixels
@@ -85,7 +85,7 @@ def batch_grid(datamodule: ImageDataModule, images: Tensor, labels: Tensor, num_
 
 
 class AugmentationPreview(L.Callback):
-    """Log the first training batch of a run, augmented and de-normalized, to TensorBoard as a labelled grid.
+    """Log the first training batch of a run, augmented and de-normalized, to every logger as a labelled grid.
 
     Args:
         num_images: images shown; 0 turns the preview off.
@@ -101,14 +101,12 @@ class AugmentationPreview(L.Callback):
     ) -> None:
         if self.num_images == 0 or batch_idx != 0 or trainer.global_step != 0 or not trainer.is_global_zero:
             return
-        loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         datamodule = trainer.datamodule
-        if not loggers or not isinstance(datamodule, ImageDataModule):
+        if not trainer.loggers or trainer.fast_dev_run or not isinstance(datamodule, ImageDataModule):
             return
         images, labels = batch
         grid = batch_grid(datamodule, images, labels, self.num_images)
-        for logger in loggers:
-            logger.experiment.add_image("train/first_batch", grid, trainer.global_step, dataformats="CHW")
+        log_image(trainer, "train/first_batch", grid.permute(1, 2, 0).numpy(), trainer.global_step)
 
 
 def preview_datamodule(config: dict, overrides: list[str]) -> ImageDataModule:

@@ -1,9 +1,11 @@
 """EvaluationReport: what a run shows and keeps besides its curves.
 
-In TensorBoard: the HPARAMS session of the run with its real metrics (``val/acc_best``, ``test/acc``, ...),
-a grid of validation predictions every epoch (``val/predictions``) and the test confusion matrix
-(``test/confusion_matrix``). In the run folder after a test: ``metrics.json`` and ``confusion_matrix.png``,
-and a per-class table in the log.
+To every logger (see ``lightning_cnn.training.loggers``): a grid of validation predictions every epoch
+(``val/predictions``) and the test confusion matrix (``test/confusion_matrix``); in TensorBoard the HPARAMS
+session of the run with its real metrics (``val/acc_best``, ``test/acc``, ...), in W&B the final metrics in
+the summary. In the run folder after a test: ``metrics.json`` (with the run's name and tags) and
+``confusion_matrix.png``, also sent with ``config.yaml`` to MLflow and W&B as artifacts; and a per-class table
+in the log.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch.utils.tensorboard.summary import hparams
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.internals import flat_hparams, tensorboard_file_writer
+from lightning_cnn.training.loggers import log_files, log_image, log_summary, run_dir, run_labels
 from lightning_cnn.training.preview import image_grid
 
 METRICS_FILE = "metrics.json"
@@ -85,15 +88,25 @@ class EvaluationReport(L.Callback):
             writer.add_summary(summary)
         writer.flush()
 
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        folder = run_dir(trainer) if self.enabled and trainer.is_global_zero and not trainer.fast_dev_run else None
+        if folder is not None:  # the saved config (config.yaml, config_resumed_N.yaml) to MLflow and W&B
+            log_files(trainer, sorted(folder.glob("config*.yaml")), "config")
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        best = getattr(pl_module, "val_acc_best", None)
+        if self.enabled and trainer.is_global_zero and best is not None and best.update_called:
+            log_summary(trainer, {"val/acc_best": float(best.compute())})
+
     # --- validation predictions ---------------------------------------------------------------
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.enabled or self.num_images == 0 or trainer.sanity_checking or not trainer.is_global_zero:
             return
-        logger, datamodule = _tensorboard(trainer), trainer.datamodule
-        if logger is None or not isinstance(datamodule, ImageDataModule) or datamodule.val_set is None:
+        datamodule = trainer.datamodule
+        if not trainer.loggers or not isinstance(datamodule, ImageDataModule) or datamodule.val_set is None:
             return
         grid = prediction_grid(trainer, pl_module, datamodule, self.num_images)
-        logger.experiment.add_image("val/predictions", grid, trainer.global_step, dataformats="CHW")
+        log_image(trainer, "val/predictions", grid.permute(1, 2, 0).numpy(), trainer.global_step)
 
     # --- test report --------------------------------------------------------------------------
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -104,19 +117,22 @@ class EvaluationReport(L.Callback):
         classes = class_names(trainer.datamodule, len(confusion))
         scalars = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         report = metrics_report(scalars, results["per_class_acc"], confusion, classes, trainer.ckpt_path)
+        name, tags = run_labels(trainer)
+        report = {"run_name": name, "tags": tags, **report}
         figure = confusion_figure(confusion, classes, scalars.get("test/acc"))
-        logger = _tensorboard(trainer)
-        if logger is not None:
-            logger.experiment.add_image("test/confusion_matrix", figure, trainer.global_step, dataformats="HWC")
-            logger.experiment.flush()
+        log_image(trainer, "test/confusion_matrix", figure, trainer.global_step)
+        log_summary(trainer, scalars)
+        for logger in trainer.loggers:
+            if isinstance(logger, TensorBoardLogger):
+                logger.experiment.flush()
         written = ""
-        if trainer.loggers and not trainer.fast_dev_run:  # a fast dev run leaves no files
-            # the logger's folder, not trainer.log_dir: that broadcasts, and only rank 0 is here
-            run_dir = Path(getattr(trainer.loggers[0], "log_dir", None) or trainer.loggers[0].save_dir or ".")
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
-            _save_png(figure, run_dir / CONFUSION_FILE)
-            written = f" (written to {run_dir / METRICS_FILE} and {CONFUSION_FILE})"
+        folder = run_dir(trainer) if not trainer.fast_dev_run else None  # a fast dev run leaves no files
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
+            _save_png(figure, folder / CONFUSION_FILE)
+            log_files(trainer, [folder / METRICS_FILE, folder / CONFUSION_FILE], "report")
+            written = f" (written to {folder / METRICS_FILE} and {CONFUSION_FILE})"
         rank_zero_info(f"Test accuracy per class{written}:\n{per_class_table(report)}")
 
 

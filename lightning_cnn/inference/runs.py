@@ -1,0 +1,105 @@
+"""``lightning-cnn runs [ROOT] [--csv]``: the runs under a root as a table, one line each.
+
+Everything comes from what a run leaves in its folder: ``config.yaml`` (name, tags, model, data), ``last.ckpt``
+(epochs trained, the best ``val/acc`` its checkpoint callback recorded) and ``metrics.json`` (``test/acc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_cnn.checkpoints import LAST, RUNS_FOLDER, read_checkpoint, run_version, runs_under
+from lightning_cnn.errors import ConfigError, LightningCnnError
+
+COLUMNS = ["version", "name", "tags", "model", "data", "epochs", "best val/acc", "test/acc"]
+
+
+def _short(section: Any) -> str:
+    path = section.get("class_path", "") if isinstance(section, dict) else ""
+    return path.rsplit(".", 1)[-1]
+
+
+def run_row(run_dir: Path) -> dict[str, Any]:
+    """One run's line: what is missing (no checkpoint yet, never tested) is left empty."""
+    config: dict[str, Any] = {}
+    if (run_dir / "config.yaml").is_file():
+        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    row: dict[str, Any] = {
+        "version": run_version(run_dir),
+        "name": config.get("run_name") or "",
+        "tags": ", ".join(config.get("tags") or []),
+        "model": _short(config.get("model")),
+        "data": _short(config.get("data")),
+        "epochs": "",
+        "best val/acc": "",
+        "test/acc": "",
+    }
+    last = run_dir / "checkpoints" / LAST
+    if last.is_file():
+        try:
+            checkpoint = read_checkpoint(last, mmap=True)
+        except ConfigError:  # a damaged last.ckpt leaves its columns empty; the others still help
+            checkpoint = {}
+        if "epoch" in checkpoint:
+            row["epochs"] = int(checkpoint["epoch"]) + 1
+        for state in (checkpoint.get("callbacks") or {}).values():
+            score = state.get("best_model_score") if isinstance(state, dict) else None
+            if score is not None and state.get("monitor") == "val/acc":
+                row["best val/acc"] = round(float(score), 4)
+    if (run_dir / "metrics.json").is_file():
+        test_acc = json.loads((run_dir / "metrics.json").read_text()).get("test/acc")
+        row["test/acc"] = round(float(test_acc), 4) if test_acc is not None else ""
+    return row
+
+
+def list_runs(root: Path) -> list[dict[str, Any]]:
+    """The rows of every ``version_N`` run folder under ``root`` (a ``default_root_dir`` or its ``lightning_logs``)."""
+    runs = root if root.name == RUNS_FOLDER else runs_under(root)
+    if not runs.is_dir():
+        raise ConfigError(f"runs: no {RUNS_FOLDER} folder under {root}; give the --trainer.default_root_dir of runs")
+    folders = sorted((p for p in runs.iterdir() if p.is_dir() and run_version(p) >= 0), key=run_version)
+    return [run_row(folder) for folder in folders]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """Rows as aligned text, numbers on the right."""
+    cells = [COLUMNS] + [[str(row[c]) for c in COLUMNS] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
+    numeric = {"version", "epochs", "best val/acc", "test/acc"}
+    lines = []
+    for line in cells:
+        shown = [
+            cell.rjust(w) if c in numeric else cell.ljust(w) for c, cell, w in zip(COLUMNS, line, widths, strict=True)
+        ]
+        lines.append("  ".join(shown).rstrip())
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``lightning-cnn runs [ROOT] [--csv]``."""
+    parser = argparse.ArgumentParser(prog="lightning-cnn runs", description=__doc__.splitlines()[0])
+    parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="a default_root_dir (default: .)")
+    parser.add_argument("--csv", action="store_true", help="write CSV instead of a table")
+    args = parser.parse_args(argv)
+    try:
+        rows = list_runs(args.root)
+    except LightningCnnError as err:
+        sys.stderr.write(f"error: {' '.join(str(err).split())}\n")
+        sys.exit(1)
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        print(table(rows))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Loggers: TensorBoard, CSV, MLflow (local file store) and W&B (offline) in one run and one run folder, each
+with the report; run names and tags; resuming; the ``runs`` table; a missing optional package."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_cnn.commands import main
+from tests.helpers.logged import csv_series, mlflow_run, wandb_offline_run
+from tests.helpers.runs import QUICK, scalars
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """W&B offline with its settings and caches in the test's folder; MLflow's local file store allowed."""
+    for package in ("mlflow", "wandb"):
+        if importlib.util.find_spec(package) is None:
+            pytest.skip(f"{package} is not installed (pip install 'lightning-cnn[loggers]')")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+        monkeypatch.setenv(name, str(tmp_path / "wandb-home"))
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+def all_loggers() -> list[str]:
+    """The four logger fragments, MLflow first: the run folder must not follow the first logger's store."""
+    names = ("mlflow", "tensorboard", "csv", "wandb")
+    return [arg for name in names for arg in ("--config", CONFIGS / "logger" / f"{name}.yaml")]
+
+
+def test_every_logger_gets_the_same_curves_the_report_and_the_run_name(mnist_dir, tmp_path, run_cli, offline, capsys):
+    root = tmp_path / "runs"
+    common = ["--model", "LeNet5", "--data.data_dir", mnist_dir, *QUICK, "--trainer.default_root_dir", root,
+              "--trainer.limit_train_batches", "4", "--preview.num_images", "8", "--report.num_images", "8",
+              "--test_after_fit", "true", *all_loggers()]  # fmt: skip
+    code, err = run_cli("fit", *common, "--trainer.max_epochs", "1", "--run_name", "lenet-a", "--tags", "[base, x1]")
+    assert code == 0, err
+
+    # one run folder, with everything the run keeps, whatever logger came first
+    (run,) = (root / "lightning_logs").iterdir()
+    assert run.name == "version_0"
+    assert {"config.yaml", "metrics.json", "confusion_matrix.png", "metrics.csv", "hparams.yaml"} <= {
+        p.name for p in run.iterdir()
+    }
+    assert (run / "checkpoints" / "last.ckpt").is_file() and list(run.glob("events.out.tfevents.*"))
+    assert yaml.safe_load((run / "config.yaml").read_text())["run_name"] == "lenet-a"
+    report = json.loads((run / "metrics.json").read_text())
+    assert (report["run_name"], report["tags"]) == ("lenet-a", ["base", "x1"])
+    assert "run_name: lenet-a" in (run / "hparams.yaml").read_text().splitlines()
+
+    # the same val/acc in all four, read back with each logger's own files
+    tensorboard = scalars(run)["val/acc"]
+    assert len(tensorboard) == 1
+    assert csv_series(run, "val/acc") == pytest.approx(tensorboard)
+    mlflow, client = mlflow_run(root)
+    assert [m.value for m in client.get_metric_history(mlflow.info.run_id, "val/acc")] == pytest.approx(tensorboard)
+    wandb = wandb_offline_run(root)
+    assert wandb["history"]["val/acc"] == pytest.approx(tensorboard)
+
+    # the report's images, files and final metrics in each logger's own way
+    assert {p.name.split("_step")[0] for p in (run / "images").iterdir()} == {
+        "train_first_batch", "val_predictions", "test_confusion_matrix"
+    }  # fmt: skip
+    artifacts = {a.path for a in client.list_artifacts(mlflow.info.run_id)}
+    assert {"config.yaml", "metrics.json", "confusion_matrix.png", "val", "test", "train"} <= artifacts
+    assert mlflow.data.params["lr_scheduler_monitor"] == "val/loss"
+    assert mlflow.data.metrics["test/acc"] == pytest.approx(report["test/acc"])
+    assert mlflow.info.run_name == "lenet-a" and {"base", "x1"} <= set(mlflow.data.tags)
+    assert (wandb["name"], wandb["tags"]) == ("lenet-a", ["base", "x1"])
+    assert wandb["summary"]["test/acc"] == pytest.approx(report["test/acc"])
+    assert wandb["summary"]["val/acc_best"] == pytest.approx(max(tensorboard))
+    assert {"run_name", "tags", "num_classes"} <= wandb["config"]
+    assert wandb["artifacts"] == {"config": ["config.yaml"], "report": ["confusion_matrix.png", "metrics.json"]}
+    assert {"val/predictions", "test/confusion_matrix", "train/first_batch"} <= {
+        key.rsplit("/", 1)[0] for key in wandb["summary"] if key.endswith("/_type")
+    }
+
+    # `--ckpt_path last` goes on in the same folder: all curves continue there, metrics.csv keeps epoch 1
+    code, err = run_cli("fit", *common, "--trainer.max_epochs", "2", "--ckpt_path", "last", "--run_name", "lenet-a")
+    assert code == 0, err
+    assert [p.name for p in (root / "lightning_logs").iterdir()] == ["version_0"]
+    assert (run / "config_resumed_1.yaml").is_file()
+    assert len(csv_series(run, "val/acc")) == 2 and len(scalars(run)["val/acc"]) == 2
+
+    # the runs table: name, tags, epochs, the best val/acc recorded in last.ckpt, and test/acc of metrics.json
+    capsys.readouterr()
+    main(["runs", str(root), "--csv"])
+    (row,) = csv.DictReader(io.StringIO(capsys.readouterr().out))
+    report = json.loads((run / "metrics.json").read_text())
+    assert (row["version"], row["name"], row["tags"], row["model"], row["data"], row["epochs"]) == (
+        "0", "lenet-a", "base, x1", "LeNet5", "MNISTDataModule", "2"
+    )  # fmt: skip
+    assert float(row["best val/acc"]) == pytest.approx(max(scalars(run)["val/acc"]), abs=1e-4)
+    assert float(row["test/acc"]) == pytest.approx(report["test/acc"], abs=1e-4)
+
+
+def test_a_missing_logger_package_is_one_line_with_the_pip_command(mnist_dir, tmp_path, run_cli, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else find_spec(name, *a))
+    code, err = run_cli(
+        "fit", "--data.data_dir", mnist_dir, *QUICK, "--trainer.default_root_dir", tmp_path,
+        "--config", CONFIGS / "logger" / "mlflow.yaml",
+    )  # fmt: skip
+    assert code == 1
+    (line,) = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "mlflow" in line and "pip install 'lightning-cnn[loggers]'" in line, err
+    assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_the_runs_tool_names_a_root_without_runs(tmp_path, run_cli):
+    code, err = run_cli("runs", tmp_path)
+    assert code == 1 and err.strip() == (
+        f"error: runs: no lightning_logs folder under {tmp_path}; give the --trainer.default_root_dir of runs"
+    )
