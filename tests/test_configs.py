@@ -26,7 +26,9 @@ DATA_FIXTURES = {
 
 
 def data_class(config: dict) -> str:
-    data = config.get("data") or yaml.safe_load(BASE_RECIPE.read_text())["data"]
+    data = config.get("data") or {}
+    if "class_path" not in data:  # a fragment that only changes data options runs on the base recipe's data
+        data = yaml.safe_load(BASE_RECIPE.read_text())["data"]
     return data["class_path"].rsplit(".", 1)[-1]
 
 
