@@ -31,10 +31,13 @@ from lightning_cnn.checkpoints import (
     runs_under,
 )
 from lightning_cnn.data import DATAMODULES, ImageDataModule
+from lightning_cnn.data.augment import AUGMENTATIONS
+from lightning_cnn.data.mix import MIXES
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
+from lightning_cnn.models.losses import LOSSES
 from lightning_cnn.training.callbacks import RunCheckpoint
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import RunLogger
@@ -53,7 +56,13 @@ class ArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         if os.environ.get("LIGHTNING_CNN_DEBUG"):
             sys.stderr.write(f"{message}\n")
-        choices = {"model": sorted(MODELS), "data": sorted(DATAMODULES)}
+        choices = {
+            "model": sorted(MODELS),
+            "data": sorted(DATAMODULES),
+            "model.loss": sorted(LOSSES),
+            "data.mix": sorted(MIXES),
+            "data.augment": sorted(AUGMENTATIONS),
+        }
         sys.stderr.write(f"error: {summarize_parser_error(message, choices)}\n")
         sys.stderr.write(f"hint: '{self.prog} --help' lists every option\n")
         sys.exit(2)
