@@ -105,12 +105,9 @@ def contrast(images: Tensor, magnitude: Tensor) -> Tensor:
 
 def sharpness(images: Tensor, magnitude: Tensor) -> Tensor:
     """Sharpness ``1 + magnitude``: blend with a 3×3 smoothed copy (PIL's kernel); border pixels are kept."""
-    c = images.shape[1]
-    kernel = torch.ones(3, 3, device=images.device, dtype=images.dtype)
-    kernel[1, 1] = 5
-    kernel = (kernel / kernel.sum()).expand(c, 1, 3, 3)
     smooth = images.clone()
-    smooth[:, :, 1:-1, 1:-1] = F.conv2d(images, kernel, groups=c)
+    # PIL's kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 is 9/13 of a 3×3 mean plus 4/13 of the centre pixel
+    smooth[:, :, 1:-1, 1:-1] = (9 * F.avg_pool2d(images, 3, stride=1) + 4 * images[:, :, 1:-1, 1:-1]) / 13
     return _blend(images, smooth, 1 + magnitude)
 
 
