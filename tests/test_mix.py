@@ -7,7 +7,7 @@ import lightning as L
 import pytest
 import torch
 
-from lightning_cnn.data import MNISTDataModule
+from lightning_cnn.data import DATAMODULES, MNISTDataModule
 from lightning_cnn.data.mix import CutMix, MixUp, MixUpOrCutMix
 from lightning_cnn.models import LeNet5
 from tests.helpers.runs import QUICK
@@ -116,3 +116,10 @@ def test_training_accuracy_counts_the_dominant_label():
     targets = 0.3 * torch.full((4, 3), 1 / 3) + 0.7 * torch.nn.functional.one_hot(dominant, 3)
     model._step((images, targets), "train")
     assert model.train_metrics.compute()["train/acc"] == 0.5  # two of four dominant labels predicted
+
+
+@pytest.mark.parametrize("name", sorted(DATAMODULES))
+def test_every_data_module_takes_a_mix(name):
+    import inspect
+
+    assert "mix" in inspect.signature(DATAMODULES[name].__init__).parameters
