@@ -32,10 +32,13 @@ from lightning_cnn.checkpoints import (
 )
 from lightning_cnn.config_files import check_sections, config_paths, read_yaml
 from lightning_cnn.data import DATAMODULES, ImageDataModule
+from lightning_cnn.data.augment import AUGMENTATIONS
+from lightning_cnn.data.mix import MIXES
 from lightning_cnn.errors import ConfigError, user_error
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
+from lightning_cnn.models.losses import LOSSES
 from lightning_cnn.training.callbacks import RunCheckpoint, RunLabels, ScheduleResumeNote
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import PlacedLogger, RunFolder, RunLogger, check_logger_packages, finish_runs
@@ -57,7 +60,13 @@ class ArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         if os.environ.get("LIGHTNING_CNN_DEBUG"):
             sys.stderr.write(f"{message}\n")
-        choices = {"model": sorted(MODELS), "data": sorted(DATAMODULES)}
+        choices = {
+            "model": sorted(MODELS),
+            "data": sorted(DATAMODULES),
+            "model.loss": sorted(LOSSES),
+            "data.mix": sorted(MIXES),
+            "data.augment": sorted(AUGMENTATIONS),
+        }
         sys.stderr.write(f"error: {summarize_parser_error(message, choices)}\n")
         sys.stderr.write(f"hint: '{self.prog} --help' lists every option\n")
         sys.exit(2)

@@ -10,6 +10,7 @@ import torch
 
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.data import augment as A
+from lightning_cnn.data import policies as P
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import SimpleCNN
 
@@ -23,6 +24,9 @@ STRONG = {
     "GaussianNoise": A.GaussianNoise(std=0.1),
     "RandomErasing": A.RandomErasing(p=0.5),
     "Cutout": A.Cutout(size=8, p=0.5),
+    "RandAugment": P.RandAugment(num_ops=2, magnitude=9),
+    "TrivialAugmentWide": P.TrivialAugmentWide(),
+    "AutoAugment": P.AutoAugment(),
 }
 ZERO = {
     "RandomCrop": A.RandomCrop(padding=0),
@@ -33,6 +37,9 @@ ZERO = {
     "GaussianNoise": A.GaussianNoise(std=0.0),
     "RandomErasing": A.RandomErasing(p=0.0),
     "Cutout": A.Cutout(size=0),
+    "RandAugment": P.RandAugment(num_ops=0),
+    "TrivialAugmentWide": P.TrivialAugmentWide(p=0.0),
+    "AutoAugment": P.AutoAugment(p=0.0),
 }
 NAMES = sorted(A.AUGMENTATIONS)
 
@@ -124,6 +131,9 @@ def test_color_jitter_leaves_gray_images_gray():
         (lambda: A.GaussianNoise(std=-0.1), "GaussianNoise.std"),
         (lambda: A.RandomErasing(p=-0.1), "RandomErasing.p"),
         (lambda: A.Cutout(size=-3), "Cutout.size"),
+        (lambda: P.RandAugment(magnitude=31), "RandAugment.magnitude"),
+        (lambda: P.TrivialAugmentWide(p=2), "TrivialAugmentWide.p"),
+        (lambda: P.AutoAugment(p=-1), "AutoAugment.p"),
     ],
 )
 def test_bad_options_fail_at_construction_naming_the_option(build, option):

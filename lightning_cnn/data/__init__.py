@@ -1,5 +1,6 @@
 """Data modules: every dataset on the one in-memory base, registered with ``@DATAMODULES.register``."""
 
+from lightning_cnn.data import policies  # noqa: F401  (registers the policies among the augmentations)
 from lightning_cnn.data.base import DATA_ENV_VAR, DATAMODULES, ImageDataModule, resolve_data_dir
 from lightning_cnn.data.cifar10 import CIFAR10DataModule
 from lightning_cnn.data.image_folder import ImageFolderDataModule

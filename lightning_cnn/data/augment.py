@@ -50,6 +50,16 @@ def _affine(images: Tensor, theta: Tensor) -> Tensor:
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+def _rotation_theta(angle: Tensor, h: int, w: int) -> Tensor:
+    """Affine maps (N, 2, 3) for ``_affine`` rotating each image about its centre by ``angle`` radians."""
+    cos, sin = angle.cos(), angle.sin()
+    aspect = w / h  # normalized coordinates stretch non-square images: undo it so angles stay angles
+    theta = torch.zeros(len(angle), 2, 3, device=angle.device)
+    theta[:, 0, 0], theta[:, 0, 1] = cos, -sin / aspect
+    theta[:, 1, 0], theta[:, 1, 1] = sin * aspect, cos
+    return theta
+
+
 class BatchAugmentation:
     """Base of every augmentation: ``aug(images)`` returns a new batch, random per sample."""
 
@@ -124,12 +134,7 @@ class Rotation(BatchAugmentation):
     def __call__(self, images: Tensor) -> Tensor:
         n, _, h, w = images.shape
         angle = torch.deg2rad(_uniform(n, -self.degrees, self.degrees, images.device))
-        cos, sin = angle.cos(), angle.sin()
-        aspect = w / h  # normalized coordinates stretch non-square images: undo it so angles stay angles
-        theta = torch.zeros(n, 2, 3, device=images.device)
-        theta[:, 0, 0], theta[:, 0, 1] = cos, -sin / aspect
-        theta[:, 1, 0], theta[:, 1, 1] = sin * aspect, cos
-        return _affine(images, theta)
+        return _affine(images, _rotation_theta(angle, h, w))
 
 
 @AUGMENTATIONS.register

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_cnn.data.augment import BatchAugmentation, apply_all
+from lightning_cnn.data.mix import BatchMix
 from lightning_cnn.errors import ConfigError, CorruptDataError, DataNotFoundError
 from lightning_cnn.internals import UnrepeatedDistributedSampler
 from lightning_cnn.registry import Registry
@@ -165,6 +166,8 @@ class ImageDataModule(LightningDataModule):
         augment: batched augmentations applied in order to training batches only, on the model's device,
             before normalization, e.g. ``[{class_path: RandomCrop, init_args: {padding: 4}},
             {class_path: HorizontalFlip}]`` (see ``lightning_cnn.data.augment``).
+        mix: MixUp, CutMix or ``MixUpOrCutMix`` (see ``lightning_cnn.data.mix``), applied to training batches
+            after ``augment``; their labels become (N, num_classes) target probabilities.
     """
 
     name: ClassVar[str]
@@ -186,6 +189,7 @@ class ImageDataModule(LightningDataModule):
         augment: list[BatchAugmentation] | None = None,
         fold: int | None = None,
         num_folds: int = 5,
+        mix: BatchMix | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -205,10 +209,12 @@ class ImageDataModule(LightningDataModule):
             raise ConfigError(f"data.num_folds must be at least 2, got {num_folds}")
         if fold is not None and not 0 <= fold < num_folds:
             raise ConfigError(f"data.fold must be 0 to {num_folds - 1} (data.num_folds={num_folds}), got {fold}")
-        self.save_hyperparameters(ignore=["augment"])
+        self.save_hyperparameters(ignore=["augment", "mix"])
         # a readable record (hparams.yaml, checkpoints) that needs no class to load
         self.hparams["augment"] = [repr(a) for a in augment or ()]
+        self.hparams["mix"] = repr(mix) if mix is not None else None
         self.augment = list(augment or ())
+        self.mix = mix
         self.data_dir = resolve_data_dir(data_dir)
         self.download = download
         self.batch_size = batch_size
@@ -346,12 +352,23 @@ class ImageDataModule(LightningDataModule):
         return self.prepare_batch(batch, train=training)
 
     def prepare_batch(self, batch: tuple[Tensor, Tensor], train: bool) -> tuple[Tensor, Tensor]:
-        """A uint8 batch as the model sees it: floats, augmented when ``train``, normalized."""
+        """A uint8 batch as the model sees it: floats, augmented (and mixed) when ``train``, normalized.
+
+        With a ``mix``, a training batch's labels are (N, num_classes) target probabilities."""
         images, labels = batch
         images = images.float().div_(255)
         if train and self.augment:
             images = apply_all(self.augment, images)
+        if train and self.mix is not None:
+            images, labels = self.mix(images, labels, self.num_classes)
         return self.normalize(images), labels
+
+    def train_class_counts(self) -> Tensor:
+        """Images of each class in the training split (after the validation split): for class weights."""
+        if self.train_set is None:
+            self.setup("fit")
+        assert self.train_set is not None
+        return torch.bincount(self.train_set.labels, minlength=self.num_classes)
 
     def normalize(self, images: Tensor) -> Tensor:
         return normalize(images, self.mean, self.std)

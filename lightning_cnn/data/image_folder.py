@@ -27,6 +27,7 @@ from lightning_cnn.data.image_files import (
     resolve_cache_dir,
     unpack_archive,
 )
+from lightning_cnn.data.mix import BatchMix
 from lightning_cnn.errors import ConfigError, DataNotFoundError
 
 MAX_REPORTED = 20  # unreadable files named one by one, then a count
@@ -66,6 +67,7 @@ class ImageFolderDataModule(ImageDataModule):
         augment: see ``ImageDataModule``.
         fold: see ``ImageDataModule``.
         num_folds: see ``ImageDataModule``.
+        mix: see ``ImageDataModule``.
     """
 
     name = "image folder"
@@ -92,11 +94,12 @@ class ImageFolderDataModule(ImageDataModule):
         augment: list[BatchAugmentation] | None = None,
         fold: int | None = None,
         num_folds: int = 5,
+        mix: BatchMix | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
-            fold=fold, num_folds=num_folds,
+            fold=fold, num_folds=num_folds, mix=mix,
         )  # fmt: skip
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if len(size) != 2 or min(size) < 1:

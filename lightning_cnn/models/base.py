@@ -24,6 +24,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lightning_cnn.errors import ConfigError, DivergedError
 from lightning_cnn.internals import NormBase
+from lightning_cnn.models.losses import ClassificationLoss, CrossEntropyLoss, balanced_weights
 from lightning_cnn.registry import Registry
 from lightning_cnn.schedulers import build_scheduler, default_interval, scheduler_class
 
@@ -52,7 +53,11 @@ def check_monitor(key: str, metric: str, mode: str | None = None, num_classes: i
 
 
 class ImageClassifier(LightningModule):
-    """Cross-entropy image classifier; subclasses assign ``self.net`` mapping (N, C, H, W) to logits.
+    """Image classifier; subclasses assign ``self.net`` mapping (N, C, H, W) to logits.
+
+    Training minimizes ``loss`` (cross-entropy unless configured) with the class weights and label smoothing
+    below, on class indices or on the soft targets of a mixed batch (``data.mix``); ``val/loss`` and
+    ``test/loss`` stay plain cross-entropy, so runs with different losses compare.
 
     Args:
         num_classes: number of output classes (linked from the data module by the CLI).
@@ -65,7 +70,11 @@ class ImageClassifier(LightningModule):
             cyclic schedules, ``epoch`` for the others.
         lr_scheduler_monitor: the metric a ``ReduceLROnPlateau`` watches (its ``mode`` must match).
         decay_norm_and_bias: ``false`` exempts biases and normalization weights from weight decay.
-        label_smoothing: cross-entropy label smoothing in [0, 1).
+        label_smoothing: label smoothing of the training targets, in [0, 1).
+        loss: the training loss, e.g. ``{class_path: FocalLoss, init_args: {gamma: 2.0}}``; default cross-entropy
+            (see ``lightning_cnn.models.losses``).
+        class_weights: a weight per class for the training loss (rare classes count more): a list of
+            ``num_classes`` numbers, or ``balanced`` for inverse class frequency in the training split.
         l1_weight: weight of an L1 penalty on the conv and linear weights (0 turns it off).
         compile: compile the network with ``torch.compile`` (checkpoints keep the plain parameter names).
         channels_last: keep the network's 4-D weights and the input batches in the channels-last memory
@@ -86,6 +95,8 @@ class ImageClassifier(LightningModule):
         l1_weight: float = 0.0,
         compile: bool = False,
         channels_last: bool = False,
+        loss: ClassificationLoss | None = None,
+        class_weights: list[float] | Literal["balanced"] | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
@@ -93,6 +104,7 @@ class ImageClassifier(LightningModule):
         if l1_weight < 0:
             raise ConfigError(f"model.l1_weight must be 0 or more, got {l1_weight}")
         check_monitor("model.lr_scheduler_monitor", lr_scheduler_monitor, num_classes=num_classes)
+        check_class_weights(class_weights, num_classes)
         if isinstance(scheduler_class(lr_scheduler), type) and issubclass(
             scheduler_class(lr_scheduler), ReduceLROnPlateau
         ):
@@ -113,6 +125,11 @@ class ImageClassifier(LightningModule):
         self.l1_weight = l1_weight
         self.compile_net = compile
         self.channels_last = channels_last
+        self.loss = loss if loss is not None else CrossEntropyLoss()
+        self.class_weights = class_weights
+        # not in the state_dict: training-only, and "balanced" is computed from the data at the start of fit
+        given = None if class_weights in (None, "balanced") else torch.tensor(class_weights, dtype=torch.float32)
+        self.register_buffer("class_weight", given, persistent=False)
         self.net: nn.Module = nn.Identity()
         self._loss_window: list[Tensor] = []  # the training losses since train/loss was last logged
         # lets the model summary show input and output shapes of every layer
@@ -175,12 +192,14 @@ class ImageClassifier(LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
         logits = self(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing if stage == "train" else 0.0)
         if stage == "train":
+            loss = self.loss(logits, y, self.class_weight, self.label_smoothing)
+            y = y.argmax(dim=1) if y.ndim == 2 else y  # a mixed batch's accuracy counts its dominant labels
             correct = (logits.detach().argmax(dim=1) == y).sum()
             self._train_correct = correct if self._train_correct is None else self._train_correct + correct
             self._train_seen += len(y)
         else:
+            loss = F.cross_entropy(logits, y)
             getattr(self, f"{stage}_metrics").update(logits.detach(), y)
         if stage != "train":  # per epoch, averaged over all images of all processes
             getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
@@ -302,6 +321,18 @@ class ImageClassifier(LightningModule):
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
         return self(x).softmax(dim=1)
 
+    def on_fit_start(self) -> None:
+        """``class_weights: balanced``: inverse class frequency of the data module's training split."""
+        if self.class_weights != "balanced":
+            return
+        counts = getattr(self.trainer.datamodule, "train_class_counts", None)
+        if counts is None:
+            raise ConfigError(
+                "model.class_weights: balanced needs the training labels; fit with a data module of lightning_cnn.data"
+                " (or give the weights as a list)"
+            )
+        self.class_weight = balanced_weights(counts()).to(self.device)
+
     def on_train_epoch_start(self) -> None:
         """Restart the ``train/loss`` window, and reseed every random number generator from (seed, epoch)
         when the run has a seed.
@@ -346,6 +377,21 @@ class ImageClassifier(LightningModule):
             config.update(monitor=getattr(scheduler, "monitor", self.lr_scheduler_monitor), strict=False)
             config["frequency"] = self.trainer.check_val_every_n_epoch or 1
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+
+def check_class_weights(class_weights: list[float] | str | None, num_classes: int) -> None:
+    """A list of class weights has one non-negative number per class, not all zero."""
+    if class_weights is None or class_weights == "balanced":
+        return
+    if isinstance(class_weights, str):
+        raise ConfigError(f"model.class_weights must be a list of numbers or 'balanced', got '{class_weights}'")
+    if len(class_weights) != num_classes:
+        raise ConfigError(
+            f"model.class_weights has {len(class_weights)} values but the data has {num_classes} classes;"
+            f" give {num_classes} weights or 'balanced'"
+        )
+    if any(not w >= 0 for w in class_weights) or not any(w > 0 for w in class_weights):
+        raise ConfigError(f"model.class_weights must be 0 or more and not all 0, got {class_weights}")
 
 
 # Every architecture, registered where it is defined with ``@MODELS.register``.

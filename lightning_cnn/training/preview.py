@@ -79,8 +79,10 @@ def image_grid(
 
 
 def batch_grid(datamodule: ImageDataModule, images: Tensor, labels: Tensor, num_images: int) -> Tensor:
-    """The grid of a normalized batch: de-normalized with the data module's statistics, labelled with its classes."""
+    """The grid of a normalized batch: de-normalized with the data module's statistics, labelled with its classes
+    (a mixed batch's soft targets by their dominant class)."""
     shown = datamodule.denormalize(images[:num_images].float())
+    labels = labels.argmax(dim=1) if labels.ndim == 2 else labels
     return image_grid(shown, labels[:num_images], getattr(datamodule, "classes", None))
 
 
