@@ -11,5 +11,8 @@ from lightning_cnn.models.lenet import LeNet5
 from lightning_cnn.models.mlp import MLP
 from lightning_cnn.models.resnet import ResNet18
 from lightning_cnn.models.simple_cnn import SimpleCNN
+from lightning_cnn.models.timm_classifier import TimmClassifier
 
-__all__ = ["MODELS", "AlexNet", "ConvNet", "ImageClassifier", "LeNet5", "MLP", "ResNet18", "SimpleCNN"]
+__all__ = [
+    "MODELS", "AlexNet", "ConvNet", "ImageClassifier", "LeNet5", "MLP", "ResNet18", "SimpleCNN", "TimmClassifier",
+]  # fmt: skip
