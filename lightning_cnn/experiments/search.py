@@ -423,9 +423,9 @@ def main(argv: Sequence[str]) -> None:
             retry_cut_short(study, worker)
             done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
             running = trials_taken(study) - done
-        if done or running:
-            others = f", {running} running in other workers" if running else ""
-            print(f"search: resuming {folder}: {done} of {spec.trials} trials done{others}", file=sys.stderr,
+        if done or running:  # a worker joining a running search, or a search started again
+            verb, others = ("joining", f", {running} running in other workers") if running else ("resuming", "")
+            print(f"search: {verb} {folder}: {done} of {spec.trials} trials done{others}", file=sys.stderr,
                   flush=True)  # fmt: skip
         claim = contextlib.ExitStack()
 
