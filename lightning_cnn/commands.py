@@ -38,6 +38,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "export": ("lightning_cnn.inference.export", "export a trained run to ONNX or TorchScript"),
     "kfold": ("lightning_cnn.experiments.kfold", "k-fold cross-validation of a config"),
     "search": ("lightning_cnn.experiments.search", "hyper-parameter search with Optuna"),
+    "bag": ("lightning_cnn.experiments.bagging", "bagging: train K members on bootstrap resamples of the training set"),
     "preview": ("lightning_cnn.training.preview", "write the first augmented training batch of a config as a PNG"),
     "models": ("lightning_cnn.training.model_table", "parameters and FLOPs of every model or recipe"),
     "runs": ("lightning_cnn.inference.runs", "list the runs under a root: name, tags, model, data, accuracy"),

@@ -45,17 +45,36 @@ def test_json_matches_a_manual_softmax_average(mnist_runs, mnist_dir, run_cli, t
     assert result["data"]["class_path"] == "lightning_cnn.data.MNISTDataModule"
 
 
-def test_table_lists_members_mean_and_ensemble(mnist_runs, mnist_dir, capsys, tmp_path):
+def test_table_lists_members_mean_average_and_stacking(mnist_runs, mnist_dir, capsys, tmp_path):
     from lightning_cnn.commands import main
 
     main(["ensemble", "--ckpt_path", *map(str, mnist_runs[:2]), "--data.data_dir", str(mnist_dir),
           "--output", str(tmp_path / "e.json")])  # fmt: skip
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads((tmp_path / "e.json").read_text())
-    assert lines[0].split() == ["member", "model", "test/acc"] and len(lines) == 5
+    assert lines[0].split() == ["member", "model", "trained", "on", "test/acc"] and len(lines) == 6
     assert lines[1].split()[-1] == f"{result['members'][0]['test_acc']:.4f}" and "LeNet5" in lines[1]
+    assert "training split" in lines[1] and result["bagging"] is None  # no member trained on a bootstrap resample
     assert lines[3].startswith("mean of members") and lines[3].endswith(f"{result['member_mean_test_acc']:.4f}")
-    assert lines[4].startswith("ensemble") and lines[4].endswith(f"{result['ensemble_test_acc']:.4f}")
+    assert lines[4].startswith("softmax average of 2") and lines[4].endswith(f"{result['ensemble_test_acc']:.4f}")
+    assert lines[5].startswith("stacking (fit on 240 validation images)")
+    assert lines[5].endswith(f"{result['stacking']['test_acc']:.4f}")
+
+
+def test_stacking_is_skipped_with_the_reason_when_members_validated_on_other_splits(mnist_runs, mnist_dir, tmp_path):
+    """A member validated on another split may have trained on the images the stacking would be fit on."""
+    from lightning_cnn.commands import main
+
+    other = tmp_path / "other.ckpt"
+    checkpoint = torch.load(resolve_checkpoint(mnist_runs[0]), weights_only=False)
+    checkpoint["datamodule_hyper_parameters"]["split_seed"] = 7
+    torch.save(checkpoint, other)
+    main(["ensemble", "--ckpt_path", str(mnist_runs[1]), str(other), "--data.data_dir", str(mnist_dir),
+          "--output", str(tmp_path / "e.json")])  # fmt: skip
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["stacking"] == {
+        "skipped": "the members were validated on different splits (val_size, split_seed, fold, num_folds differ)"
+    }
 
 
 def test_config_data_section_is_used(mnist_runs, tmp_path, run_cli):

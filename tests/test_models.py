@@ -18,6 +18,7 @@ from torchvision.models import ResNet18_Weights, resnet18
 from lightning_cnn.commands import main
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import MLP, MODELS, AlexNet, ConvNet, LeNet5, ResNet18, blocks
+from tests.helpers.models import MODEL_CASES, build
 from tests.helpers.writers import synthetic_images
 
 SHAPES = [(1, 28, 28), (3, 32, 32)]
@@ -29,9 +30,9 @@ def _seed() -> None:
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", list(MODEL_CASES))
 def test_forward_and_backward(name, shape):
-    model = MODELS[name](num_classes=7, input_shape=shape)
+    model = build(name, num_classes=7, input_shape=shape)
     logits = model(torch.randn(4, *shape))
     assert logits.shape == (4, 7)
     F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
@@ -42,13 +43,13 @@ def test_forward_and_backward(name, shape):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("name", list(MODEL_CASES))
 def test_fits_one_small_batch(name, shape):
     """A few Adam steps fit one batch of 10 synthetic images: the training-mode accuracy on it reaches 90 %.
 
     Dropout is switched off (it is noise on purpose); batch norm uses batch statistics, as in training.
     """
-    model = MODELS[name](num_classes=10, input_shape=shape)
+    model = build(name, num_classes=10, input_shape=shape)
     pixels, classes = synthetic_images(10, (shape[1], shape[2], shape[0]), seed=0)
     images = (torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 255 - 0.3) / 0.3
     labels = torch.from_numpy(classes)

@@ -4,7 +4,6 @@ and one-line errors for bad search space files."""
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,8 +14,8 @@ import yaml
 from optuna.trial import TrialState
 
 from lightning_cnn.experiments.runner import runs_folder
-from lightning_cnn.experiments.search import ReportToTrial, load_spec, lock_folder, override_args
-from tests.helpers.faults import run_in_child
+from lightning_cnn.experiments.search import ReportToTrial, load_spec, override_args
+from tests.helpers.faults import run_in_child, start_in_child
 from tests.helpers.runs import QUICK, scalars
 
 ROOT = Path(__file__).parent.parent
@@ -117,19 +116,27 @@ def test_a_killed_search_resumes_without_redoing_finished_trials(run_cli, mnist_
     assert [r["state"] for r in rows].count("complete") == 4
 
 
-def test_a_second_search_process_on_the_same_folder_is_refused(run_cli, mnist_dir, tmp_path):
-    space = write_space(tmp_path, RANDOM_SPACE)
+def test_two_workers_share_one_search_and_run_each_trial_once(mnist_dir, tmp_path):
+    """Two search processes on one folder at once: 6 trials in all, each run by one of them in its own run folder."""
+    space = write_space(tmp_path, {**RANDOM_SPACE, "trials": 6})
     args = ["search", "--space", space, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
             *SEARCH_QUICK]  # fmt: skip
-    search_dir = tmp_path / "lightning_logs" / "search_space"
-    with lock_folder(search_dir):  # as a running search process holds it
-        code, err = run_cli(*args)
-        assert code != 0
-        assert f"search folder {search_dir} is in use by another search process (pid {os.getpid()})" in err
-        assert "Traceback" not in err
-        assert not (tmp_path / "lightning_logs" / "version_0").exists()  # no trial ran
-    code, err = run_cli(*args, "--trials", "1")  # once it ends, the folder is free
-    assert code == 0, err
+    workers = [start_in_child(*args) for _ in range(2)]
+    outputs = [worker.communicate(timeout=600) for worker in workers]
+    for worker, (_, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+    logs = tmp_path / "lightning_logs"
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{logs / 'search_space' / 'study.db'}")
+    assert [t.state for t in study.trials].count(TrialState.RUNNING) == 0 and len(study.trials) == 6
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials) == 6
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2  # both workers ran trials
+    run_dirs = [t.user_attrs["run_dir"] for t in study.trials]
+    assert sorted(run_dirs) == [str(logs / f"version_{i}") for i in range(6)]  # a run folder of its own each
+    recorded = sorted(yaml.safe_load((Path(run) / "trial.yaml").read_text())["trial"] for run in run_dirs)
+    assert recorded == list(range(6))
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 6  # different values drawn by each
+    rows = list(csv.DictReader((logs / "search_space" / "search.csv").open()))
+    assert len(rows) == 6 and not list((logs / "search_space" / "workers").iterdir())  # workers cleaned up
 
 
 def test_a_hopeless_trial_is_stopped_after_the_epoch_it_falls_below_the_median(tmp_path):

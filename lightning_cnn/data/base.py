@@ -140,6 +140,12 @@ def split_indices(
     return order[n_val:], order[:n_val]
 
 
+def bootstrap_indices(indices: Tensor, seed: int) -> Tensor:
+    """A bootstrap resample of ``indices``: as many, drawn with replacement with a seeded generator (bagging)."""
+    draw = torch.randint(len(indices), (len(indices),), generator=torch.Generator().manual_seed(seed))
+    return indices[draw]
+
+
 def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """Collate function for ``TensorImages``: its ``__getitems__`` already returns a whole batch."""
     return batch
@@ -163,6 +169,9 @@ class ImageDataModule(LightningDataModule):
             training set instead of on ``val_size`` images: k-fold cross-validation (``python -m lightning_cnn
             kfold`` runs every fold).
         num_folds: the number of folds when ``fold`` is set.
+        bootstrap_seed: train on a bootstrap resample of the training split (as many images, drawn with
+            replacement, seeded by this number) instead of the split itself; the validation split is untouched.
+            Members of a bagging ensemble differ in this seed (``lightning-cnn bag`` sets it).
         augment: batched augmentations applied in order to training batches only, on the model's device,
             before normalization, e.g. ``[{class_path: RandomCrop, init_args: {padding: 4}},
             {class_path: HorizontalFlip}]`` (see ``lightning_cnn.data.augment``).
@@ -190,6 +199,7 @@ class ImageDataModule(LightningDataModule):
         fold: int | None = None,
         num_folds: int = 5,
         mix: BatchMix | None = None,
+        bootstrap_seed: int | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -223,6 +233,7 @@ class ImageDataModule(LightningDataModule):
         self.val_size = val_size
         self.split_seed = split_seed
         self.fold, self.num_folds = fold, num_folds
+        self.bootstrap_seed = bootstrap_seed
         self.train_set: TensorImages | None = None
         self.val_set: TensorImages | None = None
         self.test_set: TensorImages | None = None
@@ -294,6 +305,8 @@ class ImageDataModule(LightningDataModule):
         if stage in ("fit", "validate", None) and self.train_set is None:
             images, labels = self.load_checked_split(train=True)
             train, val = split_indices(len(labels), self.val_size, self.split_seed, self.fold, self.num_folds)
+            if self.bootstrap_seed is not None:
+                train = bootstrap_indices(train, self.bootstrap_seed)
             self.val_set = TensorImages(images[val], labels[val])
             self.train_set = TensorImages(images[train], labels[train])
         if stage in ("test", "predict", None) and self.test_set is None:

@@ -68,6 +68,7 @@ class ImageFolderDataModule(ImageDataModule):
         fold: see ``ImageDataModule``.
         num_folds: see ``ImageDataModule``.
         mix: see ``ImageDataModule``.
+        bootstrap_seed: see ``ImageDataModule``.
     """
 
     name = "image folder"
@@ -95,11 +96,12 @@ class ImageFolderDataModule(ImageDataModule):
         fold: int | None = None,
         num_folds: int = 5,
         mix: BatchMix | None = None,
+        bootstrap_seed: int | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
-            fold=fold, num_folds=num_folds, mix=mix,
+            fold=fold, num_folds=num_folds, mix=mix, bootstrap_seed=bootstrap_seed,
         )  # fmt: skip
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
         if len(size) != 2 or min(size) < 1:

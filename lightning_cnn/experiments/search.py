@@ -6,19 +6,23 @@ the command line, e.g. ``model.optimizer.init_args.lr``) with its range. Every t
 ``lightning_logs/version_N`` (its ``trial.yaml`` records the trial number and values); a trial whose metric falls
 below the median of earlier trials at the same epoch is stopped there (pruned). The study lives in
 ``lightning_logs/search_<NAME>/study.db`` (NAME defaults to the space file's name): running the same command again
-resumes it, reruns a trial that was cut short and only runs the trials still missing. ``search.csv`` (every
-trial, best first) and ``best.yaml`` (the best values, usable as a ``--config`` after the base configs) are
-written there when the search ends.
+resumes it, reruns a trial that was cut short and only runs the trials still missing. Several processes running
+the same command at once (in several terminals, or as several jobs on one machine) are workers of one search: they
+share its trials through the study database, each claims the next trial in turn, and together they run the number
+asked for. ``search.csv`` (every trial, best first) and ``best.yaml`` (the best values, usable as a ``--config``
+after the base configs) are written there when a worker ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
+import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 try:
     import fcntl
-except ImportError:  # Windows: no advisory locks, a search folder is not guarded there
+except ImportError:  # Windows: no advisory locks; one search process per folder there
     fcntl = None  # type: ignore[assignment]
 
 from lightning_cnn.config_files import read_yaml
@@ -46,6 +50,8 @@ RANGE_KEYS = {"low", "high", "log", "step"}
 PARAM_KEYS = {"float": RANGE_KEYS, "int": RANGE_KEYS, "categorical": {"choices"}}
 # MedianPruner: the first trials always finish, so later ones have a median to be compared with
 PRUNER_STARTUP_TRIALS = 2
+# seconds a worker waits for SQLite's write lock while another worker writes to the study
+SQLITE_TIMEOUT_S = 120
 
 
 @dataclass
@@ -182,10 +188,16 @@ def override_args(params: dict[str, Any]) -> list[str]:
 
 class ReportToTrial(L.Callback):
     """Records the trial in its run folder, reports the metric to the trial after every validation and stops the
-    fit when the pruner says the trial is hopeless (never at the last epoch: that result is complete anyway)."""
+    fit when the pruner says the trial is hopeless (never at the last epoch: that result is complete anyway).
 
-    def __init__(self, trial: optuna.Trial, metric: str, search_dir: Path) -> None:
+    ``on_run_folder`` is called once the run's folder exists: until then another search worker starting a run
+    could pick the same ``version_N``."""
+
+    def __init__(
+        self, trial: optuna.Trial, metric: str, search_dir: Path, on_run_folder: Callable[[], None] | None = None
+    ) -> None:
         self.trial, self.metric, self.search_dir = trial, metric, search_dir
+        self.on_run_folder = on_run_folder
         self.validations = 0
         self.pruned_at: int | None = None
 
@@ -195,6 +207,8 @@ class ReportToTrial(L.Callback):
         record = {"search": str(self.search_dir), "trial": self.trial.number, "params": self.trial.params}
         if trainer.is_global_zero and log_dir.is_dir():
             (log_dir / "trial.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+        if self.on_run_folder is not None:
+            self.on_run_folder()
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -234,58 +248,88 @@ def open_study(spec: SearchSpec, folder: Path, fit_args: list[str]) -> optuna.St
     else:
         folder.mkdir(parents=True, exist_ok=True)
         saved.write_text(yaml.safe_dump(json.loads(json.dumps(record)), sort_keys=False))
-    storage = f"sqlite:///{(folder / 'study.db').absolute()}"
-    try:
-        existing = len(optuna.load_study(study_name="search", storage=storage).trials)
-    except KeyError:
-        existing = 0
+    storage = optuna.storages.RDBStorage(
+        f"sqlite:///{(folder / 'study.db').absolute()}",
+        engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}},
+    )
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS)
     return optuna.create_study(
         storage=storage,
         study_name="search",
         direction=spec.direction,
-        # a resumed search draws new values, not the ones its first trials drew with the same seed
-        sampler=make_sampler(spec, spec.seed + existing),
+        sampler=make_sampler(spec, spec.seed),  # reseeded for every trial: see claim_trial
         pruner=pruner if spec.pruner == "median" else optuna.pruners.NopPruner(),
         load_if_exists=True,
     )
 
 
-def lock_folder(folder: Path) -> IO[str]:
-    """Lock ``folder/search.lock`` until the returned file is closed, so a second search process on the same folder
-    is refused instead of taking the first one's running trials for killed ones. The OS drops the lock when the
-    process ends, however it ends, so a killed search resumes without clean-up."""
-    folder.mkdir(parents=True, exist_ok=True)
-    handle = (folder / "search.lock").open("a+")
-    if fcntl is None:
-        return handle
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "unknown"
-        handle.close()
-        raise ConfigError(
-            f"search folder {folder} is in use by another search process (pid {owner}); wait for it to end, or"
-            " give --name NEW for a separate search"
-        ) from None
-    handle.truncate(0)
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
+@contextlib.contextmanager
+def locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the file ``path`` (waiting for it) while the block runs; the OS drops it when the
+    process ends, however it ends."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
 
 
-def retry_cut_short(study: optuna.Study) -> None:
-    """Queue again, once each, the values of trials that never finished: RUNNING ones belong to a search process
-    that was killed (one process runs a search folder at a time), FAIL ones were interrupted or crashed."""
+class Worker:
+    """This process as a worker of the search in ``folder``: it holds ``workers/<host>-<pid>.lock`` for its whole
+    life, so other workers can tell whether the trials it claimed are still running or were cut short."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.name = f"{socket.gethostname()}-{os.getpid()}"
+        self.path = folder / "workers" / f"{self.name}.lock"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.handle: IO[str] = self.path.open("a")
+        if fcntl is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def close(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.handle.close()
+
+    def is_alive(self, name: str | None) -> bool:
+        """Whether worker ``name`` still runs: its lock file is locked. A worker on another host is taken to be alive
+        (its lock cannot be seen from here); a trial without a worker comes from a search process that has ended."""
+        if name is None:
+            return False
+        if name == self.name:
+            return True
+        if not name.startswith(f"{socket.gethostname()}-"):
+            return True
+        path = self.folder / "workers" / f"{name}.lock"
+        if fcntl is None or not path.is_file():
+            return False
+        with path.open("a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+        path.unlink(missing_ok=True)  # its worker was killed: the lock file is left over
+        return False
+
+
+def retry_cut_short(study: optuna.Study, worker: Worker) -> None:
+    """Queue again, once each, the values of trials that never finished: RUNNING ones whose worker is gone (it was
+    killed), FAIL ones (interrupted or crashed). Trials that live workers are running are left alone."""
     requeued = set(study.user_attrs.get("requeued", []))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
         if trial.state == TrialState.RUNNING:
+            if worker.is_alive(trial.user_attrs.get("worker")):
+                continue
             fail_trial(study, trial)
         if trial.number not in requeued:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             requeued.add(trial.number)
     study.set_user_attr("requeued", sorted(requeued))
+
+
+def trials_taken(study: optuna.Study) -> int:
+    """Trials that count towards the number asked for: finished ones, and those running in live workers."""
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)))
 
 
 def trial_value(trial: FrozenTrial) -> float | None:
@@ -370,16 +414,25 @@ def main(argv: Sequence[str]) -> None:
     sample = {key: p["choices"][0] if p["type"] == "categorical" else p["low"] for key, p in spec.space.items()}
     runs_folder(base_args + override_args(sample), context=f"search space {spec.path}")  # the space's keys
     folder = runs_root / f"search_{args.name or spec.path.stem}"
-    with lock_folder(folder):
-        study = open_study(spec, folder, fit_args)
-        retry_cut_short(study)
-        done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
-        if done:
-            print(f"search: resuming {folder}: {done} of {spec.trials} trials done", file=sys.stderr, flush=True)
+    study = open_study(spec, folder, fit_args)
+    worker = Worker(folder)
+    claim_lock = folder / "claim.lock"  # one worker at a time looks for cut-short trials and claims the next trial
+    try:
+        with locked(claim_lock):
+            retry_cut_short(study, worker)
+            done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+            running = trials_taken(study) - done
+        if done or running:  # a worker joining a running search, or a search started again
+            verb, others = ("joining", f", {running} running in other workers") if running else ("resuming", "")
+            print(f"search: {verb} {folder}: {done} of {spec.trials} trials done{others}", file=sys.stderr,
+                  flush=True)  # fmt: skip
+        claim = contextlib.ExitStack()
 
         def objective(trial: optuna.Trial) -> float:
+            trial.set_user_attr("worker", worker.name)
             params = {key: suggest(trial, key, param) for key, param in spec.space.items()}
-            reporter = ReportToTrial(trial, spec.metric, folder)
+            # the trial is claimed and, once its run folder exists, the next worker may claim the one after it
+            reporter = ReportToTrial(trial, spec.metric, folder, on_run_folder=claim.close)
             try:
                 result = run_fit(base_args + override_args(params), callbacks=[reporter])
             except DivergedError as err:  # a learning rate too high is a result of the search, not a failure of it
@@ -391,10 +444,20 @@ def main(argv: Sequence[str]) -> None:
                 raise optuna.TrialPruned(f"{spec.metric} below the median after epoch {reporter.pruned_at}")
             return result.metrics[spec.metric]
 
-        if spec.trials > done:
-            study.optimize(objective, n_trials=spec.trials - done)
-        table = summarize(study, spec, folder)
-        print(f"\nsearch {folder}: {spec.metric} ({spec.direction}), {spec.sampler} sampler, best first:")
-        print(table)
-        saved = "search.csv and best.yaml" if (folder / "best.yaml").is_file() else "search.csv"
-        print(f"saved {saved} in {folder}")
+        while True:
+            with claim:
+                claim.enter_context(locked(claim_lock))
+                retry_cut_short(study, worker)
+                if trials_taken(study) >= spec.trials:
+                    break
+                # seeded by the trial's number: workers draw different values, a resumed search new ones
+                study.sampler = make_sampler(spec, spec.seed + len(study.trials))
+                study.optimize(objective, n_trials=1)
+        with locked(claim_lock):
+            table = summarize(study, spec, folder)
+    finally:
+        worker.close()
+    print(f"\nsearch {folder}: {spec.metric} ({spec.direction}), {spec.sampler} sampler, best first:")
+    print(table)
+    saved = "search.csv and best.yaml" if (folder / "best.yaml").is_file() else "search.csv"
+    print(f"saved {saved} in {folder}")

@@ -1,8 +1,9 @@
-"""``python -m lightning_cnn ensemble``: several trained runs, alone and with their softmax outputs averaged, on the
-test split of the data module they were trained on.
+"""``python -m lightning_cnn ensemble``: several trained runs on the test split of the data module they were
+trained on: each alone, their softmax outputs averaged (bagging, when they were trained on bootstrap resamples), and
+stacked (a logistic regression fit on their outputs for the validation split).
 
-Each member sees the test images through its own recorded preprocessing; the members must agree on the classes
-and the input shape. The table goes to stdout, the figures to ``ensemble.json``.
+Each member sees the images through its own recorded preprocessing; the members must agree on the classes and the
+input shape. The table goes to stdout, the figures to ``ensemble.json``.
 """
 
 from __future__ import annotations
@@ -21,18 +22,23 @@ from torch import Tensor
 from lightning_cnn.checkpoints import class_of
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
 
-# data module settings that only matter for training
-TRAINING_ONLY = ("augment", "_instantiator", "_class_path")
+# data module settings that only matter for training (a bootstrap resample changes the training images alone)
+TRAINING_ONLY = ("augment", "bootstrap_seed", "_instantiator", "_class_path")
+# data module settings that choose the validation split: stacking needs one that no member trained on
+SPLIT_KEYS = ("val_size", "split_seed", "fold", "num_folds")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
     """The options, and the ``--data.KEY VALUE`` overrides (values read as YAML: ``64``, ``true``, ``[1, 2]``)."""
     parser = argparse.ArgumentParser(
         prog="lightning-cnn ensemble",
-        description="Test several trained runs and the average of their softmax outputs on the test split of the "
-        "data module they were trained on (from the first checkpoint, changed by --config and --data.KEY VALUE).",
+        description="Test several trained runs, the average of their softmax outputs (bagging for members trained on"
+        " bootstrap resamples) and their stacking (a logistic regression fit on their validation outputs) on the test"
+        " split of the data module they were trained on (from the first checkpoint, changed by --config and"
+        " --data.KEY VALUE).",
         epilog="example: lightning-cnn ensemble --ckpt_path lightning_logs/version_{0,1,2} --data.data_dir data",
     )
     parser.add_argument(
@@ -82,17 +88,22 @@ def data_settings(first: TrainedModel, config: str | None, overrides: dict[str, 
     return class_path, init_args
 
 
-def test_split(class_path: str, init_args: dict[str, Any], path: Path) -> tuple[Tensor, Tensor]:
-    """The uint8 test images and labels of the data module ``class_path(**init_args)``."""
+Split = tuple[Tensor, Tensor]
+
+
+def load_splits(class_path: str, init_args: dict[str, Any], path: Path) -> tuple[Split, Split]:
+    """The uint8 images and labels of the validation and test splits of the data module ``class_path(**init_args)``."""
     cls = class_of(class_path, ImageDataModule, "data module", path)
     try:
         datamodule = cls(**init_args)
     except TypeError as err:
         raise ConfigError(f"data: {class_path.rsplit('.', 1)[-1]} does not take these options ({err})") from err
     datamodule.prepare_data()
+    datamodule.setup("fit")
     datamodule.setup("test")
-    assert datamodule.test_set is not None
-    return datamodule.test_set.images, datamodule.test_set.labels
+    assert datamodule.val_set is not None and datamodule.test_set is not None
+    val, test = datamodule.val_set, datamodule.test_set
+    return (val.images, val.labels), (test.images, test.labels)
 
 
 def check_members(members: Sequence[TrainedModel]) -> None:
@@ -108,35 +119,83 @@ def check_members(members: Sequence[TrainedModel]) -> None:
                 )
 
 
-def evaluate(members: Sequence[TrainedModel], images: Tensor, labels: Tensor, batch_size: int) -> dict[str, Any]:
-    """Each member's test accuracy, their mean, and the accuracy of the averaged softmax outputs."""
-    total = torch.zeros(len(labels), len(members[0].preprocessing.classes))
-    rows = []
-    for member in members:
-        probabilities = member.probabilities(images, batch_size)
-        total += probabilities
-        accuracy = (probabilities.argmax(1) == labels).float().mean().item()
-        rows.append(
-            {"ckpt_path": str(member.checkpoint_path), "model": type(member.model).__name__, "test_acc": accuracy}
-        )
-    ensemble = (total / len(members)).argmax(1)
-    mean = sum(row["test_acc"] for row in rows) / len(rows)
-    return {
+def accuracy(probabilities: Tensor, labels: Tensor) -> float:
+    return (probabilities.argmax(1) == labels).float().mean().item()
+
+
+def stacking_problem(members: Sequence[TrainedModel], val_labels: Tensor) -> str | None:
+    """Why stacking cannot be fit on the validation split, or None when it can."""
+    if len(val_labels) == 0:
+        return "the validation split is empty (data.val_size: 0)"
+    splits = {tuple(m.datamodule_hparams.get(k) for k in SPLIT_KEYS) for m in members}
+    if len(splits) > 1:
+        return f"the members were validated on different splits ({', '.join(SPLIT_KEYS)} differ)"
+    return None
+
+
+def evaluate(members: Sequence[TrainedModel], val: Split, test: Split, batch_size: int) -> dict[str, Any]:
+    """Each member's test accuracy, their mean, the accuracy of the averaged softmax outputs (of all members, and of
+    the bootstrap-trained ones: bagging), and of stacking, fit on the validation split."""
+    images, labels = test
+    test_probs = [member.probabilities(images, batch_size) for member in members]
+    rows = [
+        {
+            "ckpt_path": str(member.checkpoint_path),
+            "model": type(member.model).__name__,
+            "bootstrap_seed": member.datamodule_hparams.get("bootstrap_seed"),
+            "test_acc": accuracy(probs, labels),
+        }
+        for member, probs in zip(members, test_probs, strict=True)
+    ]
+    result: dict[str, Any] = {
         "members": rows,
-        "member_mean_test_acc": mean,
-        "ensemble_test_acc": (ensemble == labels).float().mean().item(),
+        "member_mean_test_acc": sum(row["test_acc"] for row in rows) / len(rows),
+        "ensemble_test_acc": accuracy(torch.stack(test_probs).mean(0), labels),
         "num_images": len(labels),
     }
+    bagged = [probs for row, probs in zip(rows, test_probs, strict=True) if row["bootstrap_seed"] is not None]
+    result["bagging"] = (
+        {"members": len(bagged), "test_acc": accuracy(torch.stack(bagged).mean(0), labels)}
+        if len(bagged) >= 2
+        else None
+    )
+    problem = stacking_problem(members, val[1])
+    if problem is None:
+        val_probs = [member.probabilities(val[0], batch_size) for member in members]
+        stacker = fit_stacker(val_probs, val[1])
+        result["stacking"] = {
+            "test_acc": accuracy(stacker.probabilities(test_probs), labels),
+            "val_images": len(val[1]),
+        }
+    else:
+        result["stacking"] = {"skipped": problem}
+    return result
 
 
 def table(result: dict[str, Any]) -> str:
-    """The figures as an aligned text table."""
-    lines = [("member", "model", "test/acc")]
-    lines += [(row["ckpt_path"], row["model"], f"{row['test_acc']:.4f}") for row in result["members"]]
-    lines += [("mean of members", "", f"{result['member_mean_test_acc']:.4f}")]
-    lines += [(f"ensemble (softmax average of {len(result['members'])})", "", f"{result['ensemble_test_acc']:.4f}")]
+    """The figures as an aligned text table: members, their mean, averaging (bagging), stacking."""
+    n = len(result["members"])
+    lines = [("member", "model", "trained on", "test/acc")]
+    for row in result["members"]:
+        data = "training split" if row["bootstrap_seed"] is None else f"bootstrap {row['bootstrap_seed']}"
+        lines.append((row["ckpt_path"], row["model"], data, f"{row['test_acc']:.4f}"))
+    lines.append(("mean of members", "", "", f"{result['member_mean_test_acc']:.4f}"))
+    bagging = result["bagging"]
+    if bagging and bagging["members"] == n:
+        lines.append((f"bagging (softmax average of {n})", "", "", f"{result['ensemble_test_acc']:.4f}"))
+    else:
+        lines.append((f"softmax average of {n}", "", "", f"{result['ensemble_test_acc']:.4f}"))
+        if bagging:
+            m = bagging["members"]
+            lines.append((f"bagging (softmax average of the {m} bootstrap)", "", "", f"{bagging['test_acc']:.4f}"))
+    stacking = result["stacking"]
+    if "test_acc" in stacking:
+        label = f"stacking (fit on {stacking['val_images']} validation images)"
+        lines.append((label, "", "", f"{stacking['test_acc']:.4f}"))
+    else:
+        lines.append(("stacking", "", "", f"skipped: {stacking['skipped']}"))
     widths = [max(len(line[i]) for line in lines) for i in range(3)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:>{widths[2]}}" for a, b, c in lines)
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>8}".rstrip() for a, b, c, d in lines)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -145,13 +204,13 @@ def main(argv: Sequence[str]) -> None:
     members = [load_trained(path, device) for path in args.ckpt_path]
     check_members(members)
     class_path, init_args = data_settings(members[0], args.config, overrides)
-    images, labels = test_split(class_path, init_args, members[0].checkpoint_path)
-    if tuple(images.shape[1:]) != members[0].preprocessing.input_shape:
+    val, test = load_splits(class_path, init_args, members[0].checkpoint_path)
+    if tuple(test[0].shape[1:]) != members[0].preprocessing.input_shape:
         raise ConfigError(
-            f"the test images of {class_path} are {tuple(images.shape[1:])}, the members take"
+            f"the test images of {class_path} are {tuple(test[0].shape[1:])}, the members take"
             f" {members[0].preprocessing.input_shape}; give the data settings the runs were trained with"
         )
-    result = evaluate(members, images, labels, args.batch_size)
+    result = evaluate(members, val, test, args.batch_size)
     result["data"] = {"class_path": class_path, "init_args": init_args}
     print(table(result))
     output = Path(args.output)

@@ -13,6 +13,7 @@ from lightning_cnn.models.lenet import LeNet5
 from lightning_cnn.models.mlp import MLP
 from lightning_cnn.models.resnet import ResNet18
 from lightning_cnn.models.simple_cnn import SimpleCNN
+from lightning_cnn.models.timm_classifier import TimmClassifier
 
 __all__ = [
     "MODELS",
@@ -29,4 +30,5 @@ __all__ = [
     "ResNet44",
     "ResNet56",
     "SimpleCNN",
+    "TimmClassifier",
 ]

@@ -10,8 +10,8 @@ from torch import nn
 from torchvision.models import ResNet, ResNet18_Weights, resnet18
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.internals import BatchNorm
-from lightning_cnn.models.base import MODELS, ImageClassifier
+from lightning_cnn.models.base import MODELS
+from lightning_cnn.models.transfer import TransferClassifier, check_unfreeze
 
 
 def hub_checkpoint(url: str) -> str:
@@ -38,7 +38,7 @@ def load_imagenet_state(name: str) -> dict[str, torch.Tensor]:
 
 
 @MODELS.register
-class ResNet18(ImageClassifier):
+class ResNet18(TransferClassifier):
     """torchvision's ResNet-18, trained from scratch with a CIFAR stem or fine-tuned from ImageNet weights.
 
     From scratch (``weights: null``) the first conv is 3×3 stride 1 with no max-pool, so 28×28 and 32×32
@@ -68,11 +68,7 @@ class ResNet18(ImageClassifier):
         allowed = ["DEFAULT", *ResNet18_Weights.__members__]
         if weights is not None and weights not in allowed:
             raise ConfigError(f"model.weights: unknown {weights!r}; allowed: null, {', '.join(allowed)}")
-        if unfreeze_at_epoch is not None and (not freeze_backbone or unfreeze_at_epoch < 1):
-            raise ConfigError(
-                f"model.unfreeze_at_epoch: {unfreeze_at_epoch} needs freeze_backbone: true; allowed: null or an"
-                " epoch >= 1 with freeze_backbone: true"
-            )
+        check_unfreeze(freeze_backbone, unfreeze_at_epoch)
         if resize is not None and resize < 32:
             raise ConfigError(f"model.resize: {resize} is too small; allowed: null or a size >= 32")
         channels = self.input_shape[0]
@@ -89,7 +85,6 @@ class ResNet18(ImageClassifier):
                 backbone.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
             backbone.load_state_dict(state, strict=False)
         self.unfreeze_at_epoch = unfreeze_at_epoch
-        self.frozen = False
         upsample = [nn.Upsample(size=(resize, resize), mode="bilinear", align_corners=False)] if resize else []
         self.net = nn.Sequential(*upsample, backbone)
         if freeze_backbone:
@@ -104,40 +99,3 @@ class ResNet18(ImageClassifier):
     def head(self) -> nn.Linear:
         """The new last layer: the only part that trains while the backbone is frozen."""
         return self.backbone.fc
-
-    def set_backbone_frozen(self, frozen: bool) -> None:
-        """Stop (or restart) gradients to everything but the head; frozen batch norms stay in eval mode."""
-        self.frozen = frozen
-        for name, param in self.backbone.named_parameters():
-            param.requires_grad_(not frozen or name.startswith("fc."))
-        self.train(self.training)
-
-    def train(self, mode: bool = True) -> ResNet18:
-        """As ``nn.Module.train``, but frozen batch-norm layers keep their running statistics (eval mode)."""
-        super().train(mode)
-        if self.frozen:
-            for module in self.backbone.modules():
-                if isinstance(module, BatchNorm):
-                    module.eval()
-        return self
-
-    def parameter_groups(self) -> list[dict[str, Any]]:
-        """With ``unfreeze_at_epoch``, the frozen backbone joins the optimizer (and its LR schedule) from the start.
-
-        Until it unfreezes it gets no gradients, and optimizers skip parameters without one.
-        """
-        if not (self.frozen and self.unfreeze_at_epoch is not None):
-            return super().parameter_groups()
-        frozen = [p for p in self.parameters() if not p.requires_grad]
-        for param in frozen:
-            param.requires_grad_(True)
-        try:
-            return super().parameter_groups()
-        finally:
-            for param in frozen:
-                param.requires_grad_(False)
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        if self.frozen and self.unfreeze_at_epoch is not None and self.current_epoch >= self.unfreeze_at_epoch:
-            self.set_backbone_frozen(False)

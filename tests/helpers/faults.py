@@ -52,9 +52,20 @@ class SignalInRun(L.Callback):
 def run_in_child(*args: object, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """``python -m lightning_cnn ARGS`` in a child process, which the faults above can kill (a test process must
     survive it); ``tests.helpers.faults`` is importable there."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "lightning_cnn", *map(str, args)]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def start_in_child(*args: object) -> subprocess.Popen[str]:
+    """``python -m lightning_cnn ARGS`` started in a child process that runs beside the test (and other children)."""
+    command = [sys.executable, "-m", "lightning_cnn", *map(str, args)]
+    return subprocess.Popen(
+        command, cwd=ROOT, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def child_env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 class FillDiskAt(L.Callback):
