@@ -49,11 +49,6 @@ def machine() -> str:
     )
 
 
-def load() -> str:
-    """The machine's load averages over 1, 5 and 15 minutes: other work that disturbed a timing shows here."""
-    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
 def cifar_jpeg(**kwargs) -> ImageFolderDataModule:
     """The CIFAR-10 JPEG copy as a data module (45,000 training images after the 5,000 validation split)."""
     options = {"root": CIFAR_JPEG, "train_dir": "train", "test_dir": "test"}
@@ -112,7 +107,7 @@ def plain_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, batches, lim
 
 class TrainTimer(L.Callback):
     """Seconds of the training batches of the first epoch: first batch start to last batch end (no validation);
-    wall-clock seconds, and this process's CPU seconds (steadier than wall time on a shared machine)."""
+    wall-clock seconds, and this process's CPU seconds (steadier than wall time)."""
 
     def __init__(self) -> None:
         self.start = self.cpu_start = 0.0

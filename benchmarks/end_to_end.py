@@ -23,7 +23,6 @@ from benchmarks.common import (
     best,
     cifar_jpeg,
     fit_epoch_seconds,
-    load,
     machine,
     plain_epoch,
     seed,
@@ -91,7 +90,6 @@ def main() -> None:
             f"{row['model']}: tutorial + plain loop {base:.1f} s/epoch ({n / base:,.0f} img/s), lightning_cnn fit"
             f" {ours_s:.1f} s/epoch ({n / ours_s:,.0f} img/s): {base / ours_s:.2f}× faster (acceptance: ≥ 1.2×)"
         )
-    print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from benchmarks.common import (
     best,
     cifar_jpeg,
     fit_epoch_seconds,
-    load,
     machine,
     mnist,
     plain_epoch,
@@ -140,7 +139,6 @@ def main() -> None:
             f" ratio to bare Lightning {bare_s / ours_s:.3f} (acceptance: ≥ 0.97), to the plain loop"
             f" {plain_s / ours_s:.3f}; in CPU seconds: {cpu}"
         )
-    print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

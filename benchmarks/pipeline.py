@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks.common import alternate, best, cifar_jpeg, load, machine, seed, tutorial_loader
+from benchmarks.common import alternate, best, cifar_jpeg, machine, seed, tutorial_loader
 from lightning_cnn.data.augment import HorizontalFlip, RandomCrop
 
 
@@ -61,7 +61,6 @@ def main() -> None:
             f"{name + ' (batched tensor ops):':37s} {rate[name]:,.0f} images/s,"
             f" ratio {rate[name] / rate['tutorial']:.1f}× the tutorial (acceptance: ≥ 5×)"
         )
-    print(f"load after: {load()}")
 
 
 if __name__ == "__main__":

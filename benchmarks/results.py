@@ -27,7 +27,7 @@ import lightning as L
 import torch
 
 from benchmarks import common
-from benchmarks.common import CIFAR_JPEG, ROOT, load, machine, seed
+from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed
 
 PARTS = ("models", "recipe", "mnist_recipes", "overhead", "pipeline", "end_to_end", "memory")
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
@@ -202,7 +202,7 @@ def md_overhead(record: dict[str, Any]) -> list[str]:
         "",
         f"One training epoch each with {record['rows'][0].get('threads', '?')} torch thread(s), the three run in"
         " turn in one process, best of the rounds; the ratios in CPU seconds of the process are steadier than wall"
-        " time on a shared machine.",
+        " time.",
     ]
 
 
@@ -261,8 +261,7 @@ def markdown(results: dict[str, Any]) -> str:
         if record is None:
             continue
         title, render = TITLES[part]
-        lines += ["", f"## {title}", "", f"Measured {record['date']} in {record['wall_s']:.0f} s (load after: "
-                  f"{record['load']}).", ""]  # fmt: skip
+        lines += ["", f"## {title}", "", f"Measured {record['date']} in {record['wall_s']:.0f} s.", ""]
         lines += [f"Not measured: {record['skipped']}."] if "skipped" in record else render(record)
     return "\n".join(lines) + "\n"
 
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{part}:", flush=True)
             seed()
             record |= RUNNERS[part](args.quick)
-        record |= {"wall_s": time.perf_counter() - start, "load": load()}
+        record |= {"wall_s": time.perf_counter() - start}
         results["parts"][part] = record
         args.out.mkdir(parents=True, exist_ok=True)  # written after every part: hours of figures are not lost
         json_path.write_text(json.dumps(results, indent=1) + "\n")
