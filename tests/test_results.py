@@ -47,7 +47,7 @@ def test_a_part_without_its_data_says_what_is_missing_and_keeps_the_others(tmp_p
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
-    earlier = {"parts": {"memory": {"date": "2026-01-01", "wall_s": 1.0, "load": "0", "rows": []}}}
+    earlier = {"parts": {"memory": {"date": "2026-01-01", "wall_s": 1.0, "rows": []}}}
     (out / "cpu.json").write_text(json.dumps(earlier))
     results.main(["--parts", "recipe", "pipeline", "--data_dir", str(tmp_path / "empty"), "--out", str(out)])
     page = (out / "cpu.md").read_text()
