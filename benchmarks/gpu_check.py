@@ -151,8 +151,8 @@ def ours(name: str, precision: str, compiled: bool, channels_last: bool, cfg: di
         cli_main(
             ["fit", "--model", MODELS[name], *model_options(name, cfg["smoke"]), "--model.optimizer", "torch.optim.SGD",
              "--model.optimizer.lr", "0.01", "--model.optimizer.momentum", "0.9", "--model.compile", str(compiled),
-             "--data", "benchmarks.gpu_check.SyntheticImages", "--data.size", str(cfg["batch"] * cfg["steps"]),
-             "--data.batch_size", str(cfg["batch"]), "--data.val_size", "0", "--trainer.max_epochs", "1",
+             "--data", "benchmarks.gpu_check.SyntheticImages", "--data.size", str(cfg["batch"] * (cfg["steps"] + 1)),
+             "--data.batch_size", str(cfg["batch"]), "--data.val_size", str(cfg["batch"]), "--trainer.max_epochs", "1",
              "--trainer.limit_val_batches", "0", "--trainer.num_sanity_val_steps", "0",
              "--trainer.accelerator", cfg["accelerator"], "--trainer.devices", "1", "--trainer.precision", precision,
              "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
@@ -174,7 +174,7 @@ def plain(name: str, precision: str, compiled: bool, channels_last: bool, cfg: d
         net = net.to(memory_format=torch.channels_last)
     model = torch.compile(net) if compiled else net
     optimizer = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    data = SyntheticImages(size=cfg["batch"] * cfg["steps"], val_size=0)
+    data = SyntheticImages(size=cfg["batch"] * (cfg["steps"] + 1), val_size=cfg["batch"])
     data.setup("fit")
     images, labels = data.train_set.images.to(device), data.train_set.labels.to(device)
     dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
@@ -244,7 +244,9 @@ def augmentation_cell(cfg: dict[str, Any]) -> dict[str, Any]:
     """Images/s of our crop + flip on the device (uint8 batches in memory) vs the tutorial's PIL transforms in
     DataLoader workers, the batches moved to the device."""
     device, batch, steps = cfg["device"], cfg["batch"], cfg["steps"]
-    dm = SyntheticImages(size=batch * steps, batch_size=batch, val_size=0, augment=[RandomCrop(4), HorizontalFlip()])
+    dm = SyntheticImages(
+        size=batch * (steps + 1), batch_size=batch, val_size=batch, augment=[RandomCrop(4), HorizontalFlip()]
+    )
     dm.setup("fit")
     sync(device)
     start = time.perf_counter()
@@ -327,8 +329,8 @@ def ddp_cell(cfg: dict[str, Any], devices: int) -> dict[str, Any]:
             command = [
                 sys.executable, "-m", "lightning_cnn", "fit", "--model", "ResNet18", "--model.optimizer",
                 "torch.optim.SGD", "--model.optimizer.lr", "0.01", "--data", "benchmarks.gpu_check.SyntheticImages",
-                "--data.size", str(per_process * count), "--data.batch_size", str(cfg["batch"]), "--data.val_size",
-                "0", "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0",
+                "--data.size", str((per_process + cfg["batch"]) * count), "--data.batch_size", str(cfg["batch"]),
+                "--data.val_size", str(cfg["batch"] * count), "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0",
                 "--trainer.num_sanity_val_steps", "0", "--trainer.accelerator", cfg["accelerator"],
                 "--trainer.devices", str(count), "--trainer.strategy", "ddp" if count > 1 else "auto",
                 "--trainer.precision", "bf16-mixed", "--trainer.enable_progress_bar", "false",

@@ -96,7 +96,7 @@ class WarmupCosineLR(LambdaLR):
             _resumed(self, state_dict["total_steps"], total)
 
 
-class OneCycleLR(TorchOneCycleLR):
+class ResumableOneCycleLR(TorchOneCycleLR):
     """torch's one-cycle schedule, resumable with another length (``resume_map``); ``build_scheduler`` gives every
     configured ``torch.optim.lr_scheduler.OneCycleLR`` this class (torch's stops with "Tried to step N times")."""
 
@@ -164,7 +164,7 @@ def build_scheduler(factory: Callable[..., LRScheduler], optimizer: Optimizer, t
     else:
         scheduler = factory(optimizer)
     if type(scheduler) is TorchOneCycleLR:  # the same schedule, resumable with another length
-        scheduler.__class__ = OneCycleLR
+        scheduler.__class__ = ResumableOneCycleLR
     return scheduler
 
 

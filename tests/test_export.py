@@ -25,16 +25,16 @@ RGB = Preprocessing((3, 32, 32), (0.49, 0.48, 0.45), (0.25, 0.24, 0.26), tuple(f
 EXPORTED = sorted(name for name in MODELS if name not in ("ResNet32", "ResNet44"))
 
 
-def calibrate_batch_norm(model: torch.nn.Module, shape: tuple[int, int, int]) -> torch.nn.Module:
-    """Batch-norm running statistics of one random batch, as a trained network has statistics of its data: with
-    the initial ones (mean 0, variance 1) a deep untrained ResNet's logits grow to hundreds, and float rounding
-    with them."""
+def calibrate_batch_norm(model: torch.nn.Module, prep: Preprocessing) -> torch.nn.Module:
+    """Batch-norm running statistics of one random batch, normalized as the exported model normalizes its input,
+    as a trained network has statistics of its data: with the initial ones (mean 0, variance 1) a deep untrained
+    ResNet's logits grow to hundreds, and float rounding with them."""
     for module in model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
             module.momentum = None  # a cumulative average: after one batch, that batch's statistics
     with torch.no_grad():
-        model.train()(torch.rand(16, *shape))
+        model.train()(normalize(torch.rand(16, *prep.input_shape), prep.mean, prep.std))
     return model.eval()
 
 
@@ -42,7 +42,7 @@ def calibrate_batch_norm(model: torch.nn.Module, shape: tuple[int, int, int]) ->
 def test_every_model_exports_within_tolerance(name, tmp_path):
     torch.manual_seed(0)
     prep = RGB if name == "ResNet18" else GREY  # one shape each keeps the test short; ResNet18 on its CIFAR stem
-    model = calibrate_batch_norm(MODELS[name](num_classes=10, input_shape=prep.input_shape), prep.input_shape)
+    model = calibrate_batch_norm(MODELS[name](num_classes=10, input_shape=prep.input_shape), prep)
     diffs = export_model(model.net, prep, tmp_path / f"{name}.onnx", check_batch=3)
     assert diffs["onnx"] <= TOLERANCE
     # the dynamic batch axis: one image and five give the PyTorch outputs too
@@ -52,7 +52,8 @@ def test_every_model_exports_within_tolerance(name, tmp_path):
         (got,) = session.run(None, {"images": images.numpy()})
         with torch.no_grad():
             expected = model(normalize(images, prep.mean, prep.std)).numpy()
-        assert np.abs(got - expected).max() <= TOLERANCE
+        # float rounding grows with the logits: the tolerance is relative to their scale past 1
+        assert np.abs(got - expected).max() <= TOLERANCE * max(1.0, float(np.abs(expected).max()))
 
 
 def test_export_command(mnist_dir, tmp_path, capsys):

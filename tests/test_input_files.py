@@ -98,10 +98,10 @@ def test_labels_outside_the_classes_are_one_line_naming_the_file(run_cli, mnist_
 
 def test_images_of_another_size_are_one_line_naming_the_file(run_cli, mnist_dir, tmp_path):
     root = mnist_copy(mnist_dir, tmp_path)
-    images = root / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
-    write_idx(images, synthetic_images(300, (32, 32, 1), seed=1)[0][..., 0])
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte.gz"
+    write_idx(images, synthetic_images(1200, (32, 32, 1), seed=0)[0][..., 0])
     write_sha256sums(root)
-    code, err = run_cli("test", "--data.data_dir", root, "--trainer.default_root_dir", tmp_path / "runs", *QUICK)
+    code, err = run_cli("fit", "--data.data_dir", root, "--trainer.default_root_dir", tmp_path / "runs", *QUICK)
     assert code == 1
     assert f"{images}: the images are 1×32×32 (channels×height×width), expected 1×28×28" in error_line(err)
 

@@ -414,9 +414,11 @@ def main(argv: Sequence[str]) -> None:
     sample = {key: p["choices"][0] if p["type"] == "categorical" else p["low"] for key, p in spec.space.items()}
     runs_folder(base_args + override_args(sample), context=f"search space {spec.path}")  # the space's keys
     folder = runs_root / f"search_{args.name or spec.path.stem}"
-    study = open_study(spec, folder, fit_args)
+    folder.mkdir(parents=True, exist_ok=True)
+    claim_lock = folder / "claim.lock"  # one worker at a time creates the study, looks for cut-short trials, claims
+    with locked(claim_lock):  # workers started together would otherwise both create study.db's tables
+        study = open_study(spec, folder, fit_args)
     worker = Worker(folder)
-    claim_lock = folder / "claim.lock"  # one worker at a time looks for cut-short trials and claims the next trial
     try:
         with locked(claim_lock):
             retry_cut_short(study, worker)
