@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.experiments.runner import claim_folder, format_table, option_given, run_fit, runs_folder
+from lightning_cnn.experiments.runner import claim_folder, option_given, run_fit, runs_folder
+from lightning_cnn.tool_options import format_table
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:

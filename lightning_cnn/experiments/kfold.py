@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.experiments.runner import claim_folder, format_table, option_given, run_fit, runs_folder, write_csv
+from lightning_cnn.experiments.runner import claim_folder, option_given, run_fit, runs_folder
+from lightning_cnn.tool_options import format_table, write_csv
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:

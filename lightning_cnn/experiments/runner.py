@@ -7,7 +7,6 @@ folder and its validation metrics; every run is an ordinary ``lightning_logs/ver
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import logging
 import sys
@@ -15,7 +14,6 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import lightning as L
 
@@ -115,25 +113,3 @@ def claim_folder(parent: Path, prefix: str) -> Path:
 def option_given(args: Sequence[str], key: str) -> bool:
     """Whether ``--KEY`` is among the fit options ``args`` (as ``--KEY VALUE`` or ``--KEY=VALUE``)."""
     return any(str(a) == f"--{key}" or str(a).startswith(f"--{key}=") for a in args)
-
-
-def format_value(value: Any) -> str:
-    """A cell of a results table: floats with 4 significant decimals, everything else as text."""
-    if isinstance(value, float):
-        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 or value == 0 else f"{value:.3g}"
-    return "" if value is None else str(value)
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """Rows under a header in aligned columns, for printing."""
-    cells = [list(header)] + [[format_value(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
-
-
-def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """``rows`` under ``header`` as CSV at full precision."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])

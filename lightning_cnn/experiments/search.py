@@ -39,9 +39,10 @@ except ImportError:  # Windows: no advisory locks; one search process per folder
 
 from lightning_cnn.config_files import read_yaml
 from lightning_cnn.errors import ConfigError, DivergedError
-from lightning_cnn.experiments.runner import format_table, option_given, run_fit, runs_folder, write_csv
+from lightning_cnn.experiments.runner import option_given, run_fit, runs_folder
 from lightning_cnn.internals import fail_trial
 from lightning_cnn.models.base import METRICS
+from lightning_cnn.tool_options import format_table, write_csv
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("median", "none")

@@ -24,6 +24,7 @@ from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
+from lightning_cnn.tool_options import add_device_option, format_table, resolve_device
 
 # data module settings that only matter for training (a bootstrap resample changes the training images alone)
 TRAINING_ONLY = ("augment", "bootstrap_seed", "_instantiator", "_class_path")
@@ -47,7 +48,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]
     parser.add_argument("--config", help="a config (e.g. a run's config.yaml) whose data section picks the test data")
     parser.add_argument("--output", default="ensemble.json", help="where the figures go (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=512, help="images per forward pass (default: 512)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda when available)")
+    add_device_option(parser)
     args, rest = parser.parse_known_args(list(argv))
     overrides: dict[str, Any] = {}
     i = 0
@@ -175,7 +176,7 @@ def evaluate(members: Sequence[TrainedModel], val: Split, test: Split, batch_siz
 def table(result: dict[str, Any]) -> str:
     """The figures as an aligned text table: members, their mean, averaging (bagging), stacking."""
     n = len(result["members"])
-    lines = [("member", "model", "trained on", "test/acc")]
+    lines = []
     for row in result["members"]:
         data = "training split" if row["bootstrap_seed"] is None else f"bootstrap {row['bootstrap_seed']}"
         lines.append((row["ckpt_path"], row["model"], data, f"{row['test_acc']:.4f}"))
@@ -194,13 +195,12 @@ def table(result: dict[str, Any]) -> str:
         lines.append((label, "", "", f"{stacking['test_acc']:.4f}"))
     else:
         lines.append(("stacking", "", "", f"skipped: {stacking['skipped']}"))
-    widths = [max(len(line[i]) for line in lines) for i in range(3)]
-    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>8}".rstrip() for a, b, c, d in lines)
+    return format_table(["member", "model", "trained on", "test/acc"], lines, right={"test/acc"})
 
 
 def main(argv: Sequence[str]) -> None:
     args, overrides = parse_args(argv)
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     members = [load_trained(path, device) for path in args.ckpt_path]
     check_members(members)
     class_path, init_args = data_settings(members[0], args.config, overrides)

@@ -23,6 +23,7 @@ from PIL import Image
 from lightning_cnn.data.image_files import decode_files
 from lightning_cnn.errors import ConfigError, DataNotFoundError
 from lightning_cnn.inference.trained import TrainedModel, load_trained
+from lightning_cnn.tool_options import add_device_option, resolve_device
 
 DECODE_BLOCK = 2000  # files decoded (in parallel) and predicted at a time: bounds memory for any number of files
 
@@ -49,7 +50,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="files with more pixels than this are refused as possible decompression bombs (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU core)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    add_device_option(parser)
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(list(argv))
     for key in ("top_k", "batch_size", "max_pixels"):
@@ -139,7 +140,7 @@ def predict(
 def main(argv: Sequence[str]) -> None:
     args = parse_args(argv)
     check_output(Path(args.output))
-    device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device(args.device)
     trained = load_trained(args.ckpt_path, device)
     files, bad = find_files(args.files)
     for line in bad:

@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from lightning_cnn.checkpoints import LAST, RUNS_FOLDER, read_checkpoint, run_version, runs_under
-from lightning_cnn.errors import ConfigError, LightningCnnError
+from lightning_cnn.errors import ConfigError
+from lightning_cnn.tool_options import format_table
 
 COLUMNS = ["version", "name", "tags", "model", "data", "epochs", "best val/acc", "test/acc"]
 
@@ -70,16 +71,8 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Rows as aligned text, numbers on the right."""
-    cells = [COLUMNS] + [[str(row[c]) for c in COLUMNS] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    numeric = {"version", "epochs", "best val/acc", "test/acc"}
-    lines = []
-    for line in cells:
-        shown = [
-            cell.rjust(w) if c in numeric else cell.ljust(w) for c, cell, w in zip(COLUMNS, line, widths, strict=True)
-        ]
-        lines.append("  ".join(shown).rstrip())
-    return "\n".join(lines)
+    cells = [[str(row[c]) for c in COLUMNS] for row in rows]
+    return format_table(COLUMNS, cells, right={"version", "epochs", "best val/acc", "test/acc"})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -88,11 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="a default_root_dir (default: .)")
     parser.add_argument("--csv", action="store_true", help="write CSV instead of a table")
     args = parser.parse_args(argv)
-    try:
-        rows = list_runs(args.root)
-    except LightningCnnError as err:
-        sys.stderr.write(f"error: {' '.join(str(err).split())}\n")
-        sys.exit(1)
+    rows = list_runs(args.root)
     if args.csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
