@@ -28,6 +28,8 @@ def test_output_that_is_not_a_terminal_gets_one_line_per_epoch(mnist_dir, tmp_pa
     epochs = [line for line in out if line.startswith("epoch ")]
     assert [line.split(" done ")[0] for line in epochs] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"], out
     assert all("val/acc " in line and "train/loss " in line for line in epochs)
+    # each line holds its own epoch's training accuracy, which the module logs after the callbacks' epoch end
+    assert all("train/acc " in line for line in epochs), out
     assert len(out) == 3 and "\r" not in "".join(out) + err  # nothing else on stdout, no bar redraws
     assert len(err.splitlines()) < 15  # the few header lines
 

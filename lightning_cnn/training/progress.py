@@ -43,6 +43,7 @@ class LineProgress(ProgressBar):
         return self._enabled and self.trainer.is_global_zero
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_finished_epoch(trainer)
         self._epoch_start = self._last_line = time.monotonic()
 
     def on_train_batch_end(
@@ -54,13 +55,21 @@ class LineProgress(ProgressBar):
         self._last_line = now
         total = self.total_train_batches
         of = f"/{int(total)}" if total != float("inf") else ""
-        self._line(trainer, f"batch {batch_idx + 1}{of}", ("train/loss",), now)  # train/acc is per epoch
+        self._line(trainer, trainer.current_epoch, f"batch {batch_idx + 1}{of}", ("train/loss",), now)  # acc: per epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.is_enabled:
-            self._line(trainer, "done", ("train/", "val/"), time.monotonic())
+        # written once the module's own epoch-end hook (which Lightning calls after the callbacks') logged train/acc
+        self._finished = (trainer.current_epoch, time.monotonic())
 
-    def _line(self, trainer: L.Trainer, where: str, prefixes: tuple[str, ...], now: float) -> None:
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._write_finished_epoch(trainer)
+
+    def _write_finished_epoch(self, trainer: L.Trainer) -> None:
+        finished, self._finished = getattr(self, "_finished", None), None
+        if finished is not None and self.is_enabled:
+            self._line(trainer, finished[0], "done", ("train/", "val/"), finished[1])
+
+    def _line(self, trainer: L.Trainer, epoch: int, where: str, prefixes: tuple[str, ...], now: float) -> None:
         epochs = f"/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0 else ""
         metrics = {
             k: float(v)
@@ -68,7 +77,7 @@ class LineProgress(ProgressBar):
             if k.startswith(prefixes) and not k.endswith(("_step", "_epoch")) and v.numel() == 1
         }
         shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
-        print(f"epoch {trainer.current_epoch + 1}{epochs} {where}  {shown}  [{now - self._epoch_start:.1f} s]",
+        print(f"epoch {epoch + 1}{epochs} {where}  {shown}  [{now - self._epoch_start:.1f} s]",
               flush=True)  # fmt: skip
 
 
