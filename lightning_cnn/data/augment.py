@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.registry import Registry
+from lightning_cnn.registry import Registry, ShownByArguments
 
 
 def _check_range(name: str, value: float, low: float, high: float = math.inf) -> None:
@@ -60,15 +60,11 @@ def _rotation_theta(angle: Tensor, h: int, w: int) -> Tensor:
     return theta
 
 
-class BatchAugmentation:
+class BatchAugmentation(ShownByArguments):
     """Base of every augmentation: ``aug(images)`` returns a new batch, random per sample."""
 
     def __call__(self, images: Tensor) -> Tensor:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 AUGMENTATIONS: Registry[type[BatchAugmentation]] = Registry("augmentations")

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from lightning_cnn.data.augment import _erase_boxes, _per_sample
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.registry import Registry
+from lightning_cnn.registry import Registry, ShownByArguments
 
 
 def _check_alpha(key: str, alpha: float) -> None:
@@ -47,15 +47,11 @@ def soft_targets(labels: Tensor, partner: Tensor, lam: Tensor, num_classes: int)
     return lam.view(-1, 1) * own + (1 - lam.view(-1, 1)) * other
 
 
-class BatchMix:
+class BatchMix(ShownByArguments):
     """Base of MixUp and CutMix: ``mix(images, labels, num_classes)`` returns mixed images and soft targets."""
 
     def __call__(self, images: Tensor, labels: Tensor, num_classes: int) -> tuple[Tensor, Tensor]:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 MIXES: Registry[type[BatchMix]] = Registry("batch mixes")

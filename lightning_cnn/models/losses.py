@@ -15,20 +15,16 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.registry import Registry
+from lightning_cnn.registry import Registry, ShownByArguments
 
 
-class ClassificationLoss:
+class ClassificationLoss(ShownByArguments):
     """Base of every loss: ``loss(logits, targets, weight, label_smoothing)`` returns a scalar."""
 
     def __call__(
         self, logits: Tensor, targets: Tensor, weight: Tensor | None = None, label_smoothing: float = 0.0
     ) -> Tensor:
         raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
-        return f"{type(self).__name__}({args})"
 
 
 LOSSES: Registry[type[ClassificationLoss]] = Registry("losses")
