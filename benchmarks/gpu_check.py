@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import yaml
 from torch import Tensor
 
-from benchmarks.common import ROOT, machine, tutorial_loader
+from benchmarks.common import CIFAR_JPEG, ROOT, machine, tutorial_loader
 from lightning_cnn.data import CIFAR10DataModule, ImageDataModule, resolve_data_dir
 from lightning_cnn.data.augment import HorizontalFlip, RandomCrop
 
@@ -44,7 +44,6 @@ MODELS = {"ResNet18": "ResNet18", "FastCIFARNet": "FastCIFARNet"}
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 BUDGET_S = 470  # under the 8 minutes promised, with room for writing the results
 COMPILE_CELL_S = 75  # what one compile-on cell may take: started only while that much budget is left
-CIFAR_JPEG = "cifar10-jpeg.tar.gz"
 FAST_NET_RECIPE = ROOT / "configs" / "cifar10" / "fast_net.yaml"
 
 

@@ -16,6 +16,7 @@ from typing import IO
 
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_cnn.checkpoints import run_version
 from lightning_cnn.errors import ConfigError
 
 try:
@@ -31,8 +32,7 @@ _held: dict[Path, IO[str]] = {}
 
 def next_version(runs: Path) -> int:
     """One more than the highest ``version_N`` under ``runs`` (0 when there is none)."""
-    numbers = [int(p.name[8:]) for p in runs.glob("version_*") if p.name[8:].isdigit()]
-    return max(numbers, default=-1) + 1
+    return max((run_version(p) for p in runs.glob("version_*")), default=-1) + 1
 
 
 def claim_version(runs: Path, version: int = 0) -> int:
