@@ -29,7 +29,7 @@ import torch
 from benchmarks import common
 from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed
 
-PARTS = ("models", "recipe", "mnist_recipes", "overhead", "pipeline", "end_to_end", "memory")
+PARTS = ("models", "recipe", "mnist_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory")
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
 MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
 MAIN_THREADS = (1, 2)
@@ -37,6 +37,13 @@ MAIN_MINIMUM = 0.990  # what the recipe promises for every seed and thread count
 # the MNIST recipes of the models table (ResNet-18's is a GPU recipe), each over the seeds below
 MNIST_RECIPES = ("mlp", "simple_cnn", "lenet5", "convnet", "convnet_dropout", "convnet_bn", "alexnet")
 RECIPE_SEEDS = (42, 1, 2)
+# stronger augmentation on top of the CIFAR-10 JPEG-copy recipe, at the recipe's own budget (10 epochs)
+AUGMENT_RECIPE = "configs/cifar10_jpeg/convnet_bn_dropout.yaml"
+AUGMENT_VARIANTS = {
+    "the recipe (crop + flip)": [],
+    "+ TrivialAugmentWide": ["--config", "configs/augment/trivialaugment.yaml"],
+    "+ MixUp or CutMix": ["--config", "configs/augment/mixup_cutmix.yaml"],
+}
 # a fit of a few batches: checks that the code path runs, measures nothing
 QUICK_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
              "--trainer.limit_test_batches", "1", "--data.val_size", "0.2"]  # fmt: skip
@@ -64,7 +71,7 @@ def missing_data(part: str, data_dir: Path) -> str | None:
     from lightning_cnn.data import MNISTDataModule
 
     needs_mnist = part in ("recipe", "mnist_recipes", "overhead", "memory")
-    needs_cifar = part in ("overhead", "pipeline", "end_to_end", "memory")
+    needs_cifar = part in ("cifar_augment", "overhead", "pipeline", "end_to_end", "memory")
     missing = []
     if needs_mnist and not MNISTDataModule(data_dir=str(data_dir)).files_present():
         missing.append(f"MNIST (its raw files in {data_dir}/MNIST/raw, or run any MNIST fit with download on)")
@@ -109,6 +116,17 @@ def part_mnist_recipes(quick: bool) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def part_cifar_augment(quick: bool) -> dict[str, Any]:
+    from benchmarks.recipes import run_recipe
+
+    rows = []
+    for name, extra in AUGMENT_VARIANTS.items():
+        run = run_recipe(AUGMENT_RECIPE, 42, None, [*extra, *(QUICK_FIT if quick else [])], in_process=quick)
+        print(f"  {name}: test/acc {run.test_acc:.4f} ({run.seconds:.0f} s)", flush=True)
+        rows.append({"variant": name, "options": " ".join(extra), "test_acc": run.test_acc, "seconds": run.seconds})
+    return {"config": AUGMENT_RECIPE, "rows": rows}
+
+
 def part_overhead(quick: bool) -> dict[str, Any]:
     from benchmarks import overhead
 
@@ -140,6 +158,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "models": part_models,
     "recipe": part_recipe,
     "mnist_recipes": part_mnist_recipes,
+    "cifar_augment": part_cifar_augment,
     "overhead": part_overhead,
     "pipeline": part_pipeline,
     "end_to_end": part_end_to_end,
@@ -185,6 +204,15 @@ def md_mnist_recipes(record: dict[str, Any]) -> list[str]:
         lines.append(f"| `{row['config']}` | {', '.join(map(str, row['seeds']))} | {percent(min(accs))} |"
                      f" {percent(statistics.mean(accs))} | {percent(max(accs))} | {row['seconds']:.0f} |")  # fmt: skip
     return lines
+
+
+def md_cifar_augment(record: dict[str, Any]) -> list[str]:
+    lines = ["| augmentation | options | test accuracy | wall time |", "| --- | --- | ---: | ---: |"]
+    for row in record["rows"]:
+        options = f"`{row['options']}`" if row["options"] else "-"
+        lines.append(f"| {row['variant']} | {options} | {percent(row['test_acc'])} | {row['seconds'] / 60:.0f} min |")
+    return [*lines, "", f"`{record['config']}` (ConvNet, batch norm + dropout 0.1, one-cycle SGD, 10 epochs), seed 42,"
+            " on a JPEG-compressed copy of CIFAR-10 (lossy: not comparable with CIFAR-10 results)."]  # fmt: skip
 
 
 def md_overhead(record: dict[str, Any]) -> list[str]:
@@ -237,6 +265,7 @@ TITLES = {
     "models": ("Models: parameters and FLOPs of every recipe", md_models),
     "recipe": ("The main recipe: LeNet-5 on MNIST, 3 epochs, per seed and torch threads", md_recipe),
     "mnist_recipes": ("MNIST recipes: test accuracy over seeds", md_mnist_recipes),
+    "cifar_augment": ("Stronger augmentation on the CIFAR-10 JPEG copy, 10 epochs", md_cifar_augment),
     "overhead": ("Framework overhead (benchmarks/overhead.py)", md_overhead),
     "pipeline": ("Input pipeline (benchmarks/pipeline.py)", md_pipeline),
     "end_to_end": ("One epoch end to end (benchmarks/end_to_end.py)", md_end_to_end),
