@@ -1,7 +1,7 @@
 """Our augmentation policies vs kornia's and torchvision v2's on the same batches: images/s and ratios.
 
-Run: ``python benchmarks/augment_policies.py [--device cuda] [--batch_size 256] [--batches 20] [--threads N]`` (needs
-``pip install kornia``; it is not a dependency).
+Run: ``python -m benchmarks.augment_policies [--device cuda] [--batch_size 256] [--batches 20] [--threads N]`` (needs
+kornia: ``pip install -e '.[dev]'`` has it).
 
 What each side does differs, and the table says so:
 
@@ -79,6 +79,13 @@ def measure(runs: dict[str, Callable], images: torch.Tensor, batches: int, devic
     return {name: batches * len(images) / s for name, s in seconds.items()}
 
 
+def policy_rates(device: str = "cpu", batch_size: int = 256, batches: int = 20) -> dict[str, dict[str, float]]:
+    """Per policy, images/s of each implementation on the same random batch of ``batch_size``×3×32×32 images."""
+    torch.manual_seed(0)
+    images = torch.rand(batch_size, 3, 32, 32, device=device)
+    return {name: measure(runs, images, batches, device) for name, runs in contenders(device).items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
@@ -88,17 +95,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    images = torch.rand(args.batch_size, 3, 32, 32, device=args.device)
     print(
         f"batch {args.batch_size}×3×32×32 float32 on {args.device}, {args.batches} batches each,"
         f" torch {torch.__version__} with {torch.get_num_threads()} threads"
     )
-    table = contenders(args.device)
+    table = policy_rates(args.device, args.batch_size, args.batches)
     sides = list(next(iter(table.values())))
     print(f"{'policy':22s}" + "".join(f"{side:>22s}" for side in sides) + "  (img/s; ours ÷ each)")
-    for name, runs in table.items():
-        rate = measure(runs, images, args.batches, args.device)
+    for name, rate in table.items():
         cells = [f"{rate['ours']:22,.0f}"] + [
             f"{rate[side]:>12,.0f} ({rate['ours'] / rate[side]:5.1f}×)" for side in sides[1:]
         ]

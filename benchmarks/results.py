@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib.util
 import json
 import os
 import platform
@@ -29,7 +30,8 @@ import torch
 from benchmarks import common
 from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed
 
-PARTS = ("models", "recipe", "mnist_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory")
+PARTS = ("models", "recipe", "mnist_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory",
+         "augmentations")  # fmt: skip
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
 MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
 MAIN_THREADS = (1, 2)
@@ -50,6 +52,10 @@ QUICK_FIT = ["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", 
 QUICK_DATA = {"val_size": 0.2}  # tiny data sets have fewer than the 5,000 validation images of the real ones
 
 
+def today() -> str:
+    return datetime.date.today().isoformat()
+
+
 def describe_machine() -> dict[str, Any]:
     """The machine and software every figure of a run was measured on."""
     gpus = (
@@ -67,7 +73,7 @@ def describe_machine() -> dict[str, Any]:
 
 
 def missing_data(part: str, data_dir: Path) -> str | None:
-    """What a part needs that is not in ``data_dir``, as a line a user can act on; None when all is there."""
+    """What a part needs that is not in ``data_dir`` or not installed, as a line a user can act on; None if nothing."""
     from lightning_cnn.data import MNISTDataModule
 
     needs_mnist = part in ("recipe", "mnist_recipes", "overhead", "memory")
@@ -77,6 +83,8 @@ def missing_data(part: str, data_dir: Path) -> str | None:
         missing.append(f"MNIST (its raw files in {data_dir}/MNIST/raw, or run any MNIST fit with download on)")
     if needs_cifar and not (Path(CIFAR_JPEG).is_file() or (data_dir / CIFAR_JPEG).is_file()):
         missing.append(f"the CIFAR-10 JPEG copy ({data_dir}/{CIFAR_JPEG})")
+    if part == "augmentations" and importlib.util.find_spec("kornia") is None:
+        missing.append("kornia (pip install -e '.[dev]')")
     return f"needs {' and '.join(missing)}" if missing else None
 
 
@@ -100,20 +108,31 @@ def part_recipe(quick: bool) -> dict[str, Any]:
     return {"config": MAIN_RECIPE, "minimum": MAIN_MINIMUM, "runs": runs}
 
 
-def part_mnist_recipes(quick: bool) -> dict[str, Any]:
+def part_mnist_recipes(quick: bool, recipes: tuple[str, ...] = MNIST_RECIPES) -> dict[str, Any]:
     from benchmarks.recipes import run_recipe
 
-    names, seeds = (MNIST_RECIPES[:1], RECIPE_SEEDS[:1]) if quick else (MNIST_RECIPES, RECIPE_SEEDS)
+    names, seeds = (recipes[:1], RECIPE_SEEDS[:1]) if quick else (recipes, RECIPE_SEEDS)
     rows = []
     for name in names:
         config = f"configs/mnist/{name}.yaml"
         # quick: in this process, as the recipe part already checks the fresh-process path
         runs = [run_recipe(config, s, None, QUICK_FIT if quick else None, in_process=quick) for s in seeds]
         accs = [run.test_acc for run in runs]
-        print(f"  {config}: test/acc min {min(accs):.4f} over seeds {list(seeds)}")
-        rows.append({"config": config, "seeds": list(seeds), "test_acc": accs,
+        print(f"  {config}: test/acc min {min(accs):.4f} over seeds {list(seeds)}", flush=True)
+        rows.append({"config": config, "seeds": list(seeds), "test_acc": accs, "date": today(),
                      "seconds": statistics.mean(run.seconds for run in runs)})  # fmt: skip
     return {"rows": rows}
+
+
+def keep_earlier_rows(record: dict[str, Any], earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """The rows measured now and the earlier rows of the recipes not run now, in the models table's order, each with
+    its date: the slow recipes can be measured a few at a time."""
+    if not earlier or "rows" not in earlier or "rows" not in record:
+        return record
+    rows = {row["config"]: row | {"date": row.get("date", earlier["date"])} for row in earlier["rows"]}
+    rows |= {row["config"]: row for row in record["rows"]}
+    order = [f"configs/mnist/{name}.yaml" for name in MNIST_RECIPES]
+    return record | {"rows": sorted(rows.values(), key=lambda row: order.index(row["config"]))}
 
 
 def part_cifar_augment(quick: bool) -> dict[str, Any]:
@@ -151,7 +170,25 @@ def part_memory(quick: bool) -> dict[str, Any]:
 
     if quick:  # one fit in a child process shows the measurement works; the CIFAR-shaped one would double the time
         return {"rows": memory.measure(extra=QUICK_FIT, parts=("MNIST",))}
-    return {"rows": memory.measure(cifar_epochs=10)}
+    return {"rows": memory.measure(cifar_epochs=2)}  # the 10-epoch CIFAR fit is in cifar_augment
+
+
+def part_augmentations(quick: bool) -> dict[str, Any]:
+    import kornia
+    import torchvision
+
+    from benchmarks import augment_policies, augment_vs_kornia
+
+    batch_size, batches = (16, 1) if quick else (256, 20)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one core each, so the ratios do not depend on how each side uses threads
+    try:
+        ops = augment_vs_kornia.op_rates(batch_size, batches)
+        policies = augment_policies.policy_rates("cpu", batch_size, batches)
+    finally:
+        torch.set_num_threads(threads)
+    return {"batch_size": batch_size, "batches": batches, "kornia": kornia.__version__,
+            "torchvision": torchvision.__version__, "ops": ops, "policies": policies}  # fmt: skip
 
 
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
@@ -163,6 +200,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "pipeline": part_pipeline,
     "end_to_end": part_end_to_end,
     "memory": part_memory,
+    "augmentations": part_augmentations,
 }
 
 
@@ -196,14 +234,15 @@ def md_recipe(record: dict[str, Any]) -> list[str]:
 
 def md_mnist_recipes(record: dict[str, Any]) -> list[str]:
     lines = [
-        "| recipe | seeds | test accuracy: min | mean | max | s per run |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "| recipe | seeds | test accuracy: min | mean | max | s per run | measured |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for row in record["rows"]:
         accs = row["test_acc"]
         lines.append(f"| `{row['config']}` | {', '.join(map(str, row['seeds']))} | {percent(min(accs))} |"
-                     f" {percent(statistics.mean(accs))} | {percent(max(accs))} | {row['seconds']:.0f} |")  # fmt: skip
-    return lines
+                     f" {percent(statistics.mean(accs))} | {percent(max(accs))} | {row['seconds']:.0f} |"
+                     f" {row.get('date', record['date'])} |")  # fmt: skip
+    return [*lines, "", "A fresh process per run with torch's default threads, fit and test (`test_ckpt: auto`)."]
 
 
 def md_cifar_augment(record: dict[str, Any]) -> list[str]:
@@ -261,6 +300,22 @@ def md_memory(record: dict[str, Any]) -> list[str]:
     return lines
 
 
+def md_augmentations(record: dict[str, Any]) -> list[str]:
+    lines = ["| augmentation | ours img/s | kornia img/s | ours / kornia |", "| --- | ---: | ---: | ---: |"]
+    for name, rate in record["ops"].items():
+        lines.append(f"| {name} | {rate['ours']:,.0f} | {rate['kornia']:,.0f} | {rate['ours'] / rate['kornia']:.2f} |")
+    sides = list(next(iter(record["policies"].values())))
+    lines += ["", "| policy | " + " | ".join(f"{side} img/s" for side in sides) + " |",
+              "| --- |" + " ---: |" * len(sides)]  # fmt: skip
+    for name, rate in record["policies"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{rate[side]:,.0f}" for side in sides) + " |")
+    return [*lines, "", f"{record['batch_size']}×3×32×32 float images, {record['batches']} batches per side after 3"
+            f" warm-up batches, interleaved, 1 torch thread; kornia {record['kornia']}, torchvision"
+            f" {record['torchvision']}. Ours draws operations and magnitudes per image; kornia's policies draw one"
+            " sub-policy per call for the whole batch, torchvision v2's one operation per call; 'tv2 per image'"
+            " calls torchvision v2 on each image in a loop."]  # fmt: skip
+
+
 TITLES = {
     "models": ("Models: parameters and FLOPs of every recipe", md_models),
     "recipe": ("The main recipe: LeNet-5 on MNIST, 3 epochs, per seed and torch threads", md_recipe),
@@ -270,6 +325,7 @@ TITLES = {
     "pipeline": ("Input pipeline (benchmarks/pipeline.py)", md_pipeline),
     "end_to_end": ("One epoch end to end (benchmarks/end_to_end.py)", md_end_to_end),
     "memory": ("Peak memory of a full fit (benchmarks/memory.py)", md_memory),
+    "augmentations": ("Augmentations and policies against kornia and torchvision v2", md_augmentations),
 }
 
 
@@ -299,6 +355,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="every part on a few batches (a check that it runs)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="the parts to run now")
+    parser.add_argument("--recipes", nargs="+", choices=MNIST_RECIPES, default=list(MNIST_RECIPES),
+                        help="the MNIST recipes that mnist_recipes runs now; the others keep their rows")  # fmt: skip
     parser.add_argument("--data_dir", type=Path, default=None, help="default: $LIGHTNING_CNN_DATA, else ./data")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
@@ -314,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
           f"machine: {results['machine']['summary']}", flush=True)  # fmt: skip
     for part in args.parts:
         start = time.perf_counter()
-        record: dict[str, Any] = {"date": datetime.date.today().isoformat()}
+        record: dict[str, Any] = {"date": today()}
         missing = missing_data(part, data_dir)
         if missing:
             print(f"{part}: skipped, it {missing}", flush=True)
@@ -322,7 +380,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             print(f"{part}:", flush=True)
             seed()
-            record |= RUNNERS[part](args.quick)
+            if part == "mnist_recipes":
+                record |= part_mnist_recipes(args.quick, tuple(args.recipes))
+                record = keep_earlier_rows(record, results["parts"].get(part))
+            else:
+                record |= RUNNERS[part](args.quick)
         record |= {"wall_s": time.perf_counter() - start}
         results["parts"][part] = record
         args.out.mkdir(parents=True, exist_ok=True)  # written after every part: hours of figures are not lost

@@ -54,3 +54,17 @@ def test_a_part_without_its_data_says_what_is_missing_and_keeps_the_others(tmp_p
     assert f"Not measured: needs MNIST (its raw files in {tmp_path / 'empty'}/MNIST/raw" in page
     assert f"Not measured: needs the CIFAR-10 JPEG copy ({tmp_path / 'empty'}/{results.CIFAR_JPEG})" in page
     assert json.loads((out / "cpu.json").read_text())["parts"]["memory"]["date"] == "2026-01-01"
+
+
+def test_recipes_measured_a_few_at_a_time_keep_the_earlier_rows_and_their_dates():
+    def row(name: str, acc: float, date: str | None = None) -> dict:
+        return {"config": f"configs/mnist/{name}.yaml", "test_acc": [acc], **({"date": date} if date else {})}
+
+    earlier = {"date": "2026-01-01", "rows": [row("lenet5", 0.99), row("alexnet", 0.98, "2026-01-02")]}
+    now = {"date": "2026-02-01", "rows": [row("alexnet", 0.97, "2026-02-01"), row("mlp", 0.96, "2026-02-01")]}
+    merged = results.keep_earlier_rows(now, earlier)["rows"]
+    assert [(r["config"].split("/")[-1], r["test_acc"], r["date"]) for r in merged] == [
+        ("mlp.yaml", [0.96], "2026-02-01"),
+        ("lenet5.yaml", [0.99], "2026-01-01"),
+        ("alexnet.yaml", [0.97], "2026-02-01"),
+    ]
