@@ -30,8 +30,10 @@ import torch
 from benchmarks import common
 from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed
 
-PARTS = ("models", "recipe", "mnist_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory",
-         "augmentations")  # fmt: skip
+PARTS = (
+    *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
+    *("overhead", "pipeline", "end_to_end", "memory", "augmentations"),
+)
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
 MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
 MAIN_THREADS = (1, 2)
@@ -39,6 +41,8 @@ MAIN_MINIMUM = 0.990  # what the recipe promises for every seed and thread count
 # the MNIST recipes of the models table (ResNet-18's is a GPU recipe), each over the seeds below
 MNIST_RECIPES = ("mlp", "simple_cnn", "lenet5", "convnet", "convnet_dropout", "convnet_bn", "alexnet")
 RECIPE_SEEDS = (42, 1, 2)
+# every recipe for the CIFAR-10 JPEG copy, at its own budget: those that fit a CPU
+JPEG_RECIPES = "configs/cifar10_jpeg"
 # stronger augmentation on top of the CIFAR-10 JPEG-copy recipe, at the recipe's own budget (10 epochs)
 AUGMENT_RECIPE = "configs/cifar10_jpeg/convnet_bn_dropout.yaml"
 AUGMENT_VARIANTS = {
@@ -77,7 +81,7 @@ def missing_data(part: str, data_dir: Path) -> str | None:
     from lightning_cnn.data import MNISTDataModule
 
     needs_mnist = part in ("recipe", "mnist_recipes", "overhead", "memory")
-    needs_cifar = part in ("cifar_augment", "overhead", "pipeline", "end_to_end", "memory")
+    needs_cifar = part in ("cifar_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory")
     missing = []
     if needs_mnist and not MNISTDataModule(data_dir=str(data_dir)).files_present():
         missing.append(f"MNIST (its raw files in {data_dir}/MNIST/raw, or run any MNIST fit with download on)")
@@ -133,6 +137,24 @@ def keep_earlier_rows(record: dict[str, Any], earlier: dict[str, Any] | None) ->
     rows |= {row["config"]: row for row in record["rows"]}
     order = [f"configs/mnist/{name}.yaml" for name in MNIST_RECIPES]
     return record | {"rows": sorted(rows.values(), key=lambda row: order.index(row["config"]))}
+
+
+def part_cifar_recipes(quick: bool) -> dict[str, Any]:
+    from benchmarks.recipes import run_recipe
+
+    rows = []
+    for path in sorted((ROOT / JPEG_RECIPES).glob("*.yaml")):
+        config = str(path.relative_to(ROOT))
+        run = run_recipe(config, 42, None, QUICK_FIT if quick else None, in_process=quick)
+        print(f"  {config}: test/acc {run.test_acc:.4f} ({run.seconds:.0f} s)", flush=True)
+        rows.append({"config": config, "epochs": recipe_epochs(path), "test_acc": run.test_acc, "seconds": run.seconds})
+    return {"rows": rows}
+
+
+def recipe_epochs(path: Path) -> int:
+    import yaml
+
+    return int(yaml.safe_load(path.read_text())["trainer"]["max_epochs"])
 
 
 def part_cifar_augment(quick: bool) -> dict[str, Any]:
@@ -195,6 +217,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "models": part_models,
     "recipe": part_recipe,
     "mnist_recipes": part_mnist_recipes,
+    "cifar_recipes": part_cifar_recipes,
     "cifar_augment": part_cifar_augment,
     "overhead": part_overhead,
     "pipeline": part_pipeline,
@@ -243,6 +266,15 @@ def md_mnist_recipes(record: dict[str, Any]) -> list[str]:
                      f" {percent(statistics.mean(accs))} | {percent(max(accs))} | {row['seconds']:.0f} |"
                      f" {row.get('date', record['date'])} |")  # fmt: skip
     return [*lines, "", "A fresh process per run with torch's default threads, fit and test (`test_ckpt: auto`)."]
+
+
+def md_cifar_recipes(record: dict[str, Any]) -> list[str]:
+    lines = ["| recipe | epochs | test accuracy | wall time |", "| --- | ---: | ---: | ---: |"]
+    for row in record["rows"]:
+        minutes = row["seconds"] / 60
+        lines.append(f"| `{row['config']}` | {row['epochs']} | {percent(row['test_acc'])} | {minutes:.1f} min |")
+    return [*lines, "", "Seed 42, a fresh process per run with torch's default threads, fit and test, on a"
+            " JPEG-compressed copy of CIFAR-10 (lossy: not comparable with CIFAR-10 results)."]  # fmt: skip
 
 
 def md_cifar_augment(record: dict[str, Any]) -> list[str]:
@@ -320,6 +352,7 @@ TITLES = {
     "models": ("Models: parameters and FLOPs of every recipe", md_models),
     "recipe": ("The main recipe: LeNet-5 on MNIST, 3 epochs, per seed and torch threads", md_recipe),
     "mnist_recipes": ("MNIST recipes: test accuracy over seeds", md_mnist_recipes),
+    "cifar_recipes": ("CIFAR-10 JPEG-copy recipes", md_cifar_recipes),
     "cifar_augment": ("Stronger augmentation on the CIFAR-10 JPEG copy, 10 epochs", md_cifar_augment),
     "overhead": ("Framework overhead (benchmarks/overhead.py)", md_overhead),
     "pipeline": ("Input pipeline (benchmarks/pipeline.py)", md_pipeline),
