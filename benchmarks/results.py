@@ -32,7 +32,7 @@ from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed
 
 PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
-    *("overhead", "pipeline", "end_to_end", "memory", "augmentations"),
+    *("overhead", "pipeline", "end_to_end", "memory", "augmentations", "plain_logs", "parallel_search"),
 )
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
 MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
@@ -80,15 +80,16 @@ def missing_data(part: str, data_dir: Path) -> str | None:
     """What a part needs that is not in ``data_dir`` or not installed, as a line a user can act on; None if nothing."""
     from lightning_cnn.data import MNISTDataModule
 
-    needs_mnist = part in ("recipe", "mnist_recipes", "overhead", "memory")
+    needs_mnist = part in ("recipe", "mnist_recipes", "overhead", "memory", "plain_logs", "parallel_search")
     needs_cifar = part in ("cifar_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory")
     missing = []
     if needs_mnist and not MNISTDataModule(data_dir=str(data_dir)).files_present():
         missing.append(f"MNIST (its raw files in {data_dir}/MNIST/raw, or run any MNIST fit with download on)")
     if needs_cifar and not (Path(CIFAR_JPEG).is_file() or (data_dir / CIFAR_JPEG).is_file()):
         missing.append(f"the CIFAR-10 JPEG copy ({data_dir}/{CIFAR_JPEG})")
-    if part == "augmentations" and importlib.util.find_spec("kornia") is None:
-        missing.append("kornia (pip install -e '.[dev]')")
+    for needed, module, extra in (("augmentations", "kornia", "dev"), ("parallel_search", "optuna", "search")):
+        if part == needed and importlib.util.find_spec(module) is None:
+            missing.append(f"{module} (pip install -e '.[{extra}]')")
     return f"needs {' and '.join(missing)}" if missing else None
 
 
@@ -213,6 +214,19 @@ def part_augmentations(quick: bool) -> dict[str, Any]:
             "torchvision": torchvision.__version__, "ops": ops, "policies": policies}  # fmt: skip
 
 
+def part_plain_logs(quick: bool) -> dict[str, Any]:
+    from benchmarks import plain_logs
+
+    return plain_logs.measure(QUICK_FIT if quick else None)
+
+
+def part_parallel_search(quick: bool) -> dict[str, Any]:
+    from benchmarks import parallel_search
+
+    trials, extra = (2, QUICK_FIT) if quick else (8, None)
+    return {"space": parallel_search.SPACE, "rows": parallel_search.measure(trials, extra)}
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "models": part_models,
     "recipe": part_recipe,
@@ -224,6 +238,8 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "end_to_end": part_end_to_end,
     "memory": part_memory,
     "augmentations": part_augmentations,
+    "plain_logs": part_plain_logs,
+    "parallel_search": part_parallel_search,
 }
 
 
@@ -348,6 +364,30 @@ def md_augmentations(record: dict[str, Any]) -> list[str]:
             " calls torchvision v2 on each image in a loop."]  # fmt: skip
 
 
+def md_plain_logs(record: dict[str, Any]) -> list[str]:
+    return [
+        f"`lightning-cnn fit --config {record['config']}` with stdout and stderr redirected to a file:"
+        f" {record['bytes']:,} bytes in {record['lines']} lines, {len(record['epoch_lines'])} of them written as an"
+        " epoch ended:",
+        "",
+        "```",
+        *record["epoch_lines"],
+        "```",
+    ]
+
+
+def md_parallel_search(record: dict[str, Any]) -> list[str]:
+    lines = [
+        "| workers | wall time | trials | complete | pruned | best val/acc |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in record["rows"]:
+        lines.append(f"| {row['workers']} | {row['seconds']:.0f} s | {row['trials']} | {row['complete']} |"
+                     f" {row['pruned']} | {row['best']:.4f} |")  # fmt: skip
+    return [*lines, "", f"`lightning-cnn search --space {record['space']}` on MNIST, each trial 2 epochs of 40 batches"
+            " without a test; the workers are that command started in separate processes on one study."]  # fmt: skip
+
+
 TITLES = {
     "models": ("Models: parameters and FLOPs of every recipe", md_models),
     "recipe": ("The main recipe: LeNet-5 on MNIST, 3 epochs, per seed and torch threads", md_recipe),
@@ -359,6 +399,8 @@ TITLES = {
     "end_to_end": ("One epoch end to end (benchmarks/end_to_end.py)", md_end_to_end),
     "memory": ("Peak memory of a full fit (benchmarks/memory.py)", md_memory),
     "augmentations": ("Augmentations and policies against kornia and torchvision v2", md_augmentations),
+    "plain_logs": ("Logs in a file", md_plain_logs),
+    "parallel_search": ("Parallel search: 1 worker against 2", md_parallel_search),
 }
 
 
