@@ -88,7 +88,7 @@ def main() -> None:
         n, base, ours_s = row["images"], row["tutorial_s"], row["ours_s"]
         print(
             f"{row['model']}: tutorial + plain loop {base:.1f} s/epoch ({n / base:,.0f} img/s), lightning_cnn fit"
-            f" {ours_s:.1f} s/epoch ({n / ours_s:,.0f} img/s): {base / ours_s:.2f}× faster (acceptance: ≥ 1.2×)"
+            f" {ours_s:.1f} s/epoch ({n / ours_s:,.0f} img/s): {base / ours_s:.2f}× faster"
         )
 
 

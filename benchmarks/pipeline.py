@@ -59,7 +59,7 @@ def main() -> None:
     for name in ("ours", "ours, 1 thread"):
         print(
             f"{name + ' (batched tensor ops):':37s} {rate[name]:,.0f} images/s,"
-            f" ratio {rate[name] / rate['tutorial']:.1f}× the tutorial (acceptance: ≥ 5×)"
+            f" ratio {rate[name] / rate['tutorial']:.1f}× the tutorial"
         )
 
 
