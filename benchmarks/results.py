@@ -173,7 +173,7 @@ def part_overhead(quick: bool) -> dict[str, Any]:
     from benchmarks import overhead
 
     rows, default = [], torch.get_num_threads()
-    for threads in dict.fromkeys((1, default)):  # one core, and every core: Python's per-step cost weighs more
+    for threads in dict.fromkeys((1, default)):  # with one thread and with every core: the ratios differ
         torch.set_num_threads(threads)
         try:
             rows += overhead.measure(rounds=1 if quick else 3, limit_batches=2 if quick else None)
