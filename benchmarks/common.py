@@ -11,7 +11,8 @@ import os
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -158,6 +159,17 @@ def alternate(runs: dict[str, Callable[[], Any]], rounds: int) -> dict[str, list
 def best(seconds: list[float]) -> float:
     """The fastest repeat: the least disturbed by anything else the machine runs."""
     return min(seconds)
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch threads (None: leave them), restoring the count afterwards."""
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads or default)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(default)
 
 
 def seed(value: int = 0) -> None:

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
-
-from benchmarks.common import alternate, best, cifar_jpeg, machine, seed, tutorial_loader
+from benchmarks.common import alternate, best, cifar_jpeg, machine, seed, torch_threads, tutorial_loader
 from lightning_cnn.data.augment import HorizontalFlip, RandomCrop
 
 
@@ -25,14 +23,11 @@ def measure(rounds: int = 3, limit_batches: int | None = None) -> dict[str, floa
     n = len(dm.train_set) if limit_batches is None else min(len(dm.train_set), 128 * limit_batches)
 
     def ours(threads: int | None = None) -> float:
-        default = torch.get_num_threads()
-        torch.set_num_threads(threads or default)
-        start = time.perf_counter()
-        for _, batch in zip(range(limit_batches or len(dm.train_set)), dm.train_dataloader(), strict=False):
-            dm.prepare_batch(batch, train=True)
-        seconds = time.perf_counter() - start
-        torch.set_num_threads(default)
-        return seconds
+        with torch_threads(threads):
+            start = time.perf_counter()
+            for _, batch in zip(range(limit_batches or len(dm.train_set)), dm.train_dataloader(), strict=False):
+                dm.prepare_batch(batch, train=True)
+            return time.perf_counter() - start
 
     def tutorial() -> float:
         start = time.perf_counter()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import ROOT, machine
+from benchmarks.common import ROOT, machine, torch_threads
 
 
 @dataclass
@@ -67,13 +67,12 @@ def fit_in_this_process(args: list[str], threads: int | None) -> None:
     """Run the CLI with ``args`` here, with ``threads`` torch threads, restoring the thread count and ``sys.argv``."""
     from lightning_cnn.cli import cli_main
 
-    default, argv = torch.get_num_threads(), sys.argv[1:]
-    torch.set_num_threads(threads or default)
+    argv = sys.argv[1:]
     sys.argv[1:] = []  # LightningCLI should not see this script's own flags
     try:
-        cli_main(args)
+        with torch_threads(threads):
+            cli_main(args)
     finally:
-        torch.set_num_threads(default)
         sys.argv[1:] = argv
 
 

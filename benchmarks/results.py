@@ -28,7 +28,7 @@ import lightning as L
 import torch
 
 from benchmarks import common
-from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed
+from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed, torch_threads
 
 PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
@@ -172,13 +172,10 @@ def part_cifar_augment(quick: bool) -> dict[str, Any]:
 def part_overhead(quick: bool) -> dict[str, Any]:
     from benchmarks import overhead
 
-    rows, default = [], torch.get_num_threads()
-    for threads in dict.fromkeys((1, default)):  # with one thread and with every core: the ratios differ
-        torch.set_num_threads(threads)
-        try:
+    rows = []
+    for threads in dict.fromkeys((1, torch.get_num_threads())):  # one thread and every core: the ratios differ
+        with torch_threads(threads):
             rows += overhead.measure(rounds=1 if quick else 3, limit_batches=2 if quick else None)
-        finally:
-            torch.set_num_threads(default)
     return {"rows": rows}
 
 
@@ -210,13 +207,9 @@ def part_augmentations(quick: bool) -> dict[str, Any]:
     from benchmarks import augment_policies, augment_vs_kornia
 
     batch_size, batches = (16, 1) if quick else (256, 20)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one core each, so the ratios do not depend on how each side uses threads
-    try:
+    with torch_threads(1):  # one core each, so the ratios do not depend on how each side uses threads
         ops = augment_vs_kornia.op_rates(batch_size, batches)
         policies = augment_policies.policy_rates("cpu", batch_size, batches)
-    finally:
-        torch.set_num_threads(threads)
     return {"batch_size": batch_size, "batches": batches, "kornia": kornia.__version__,
             "torchvision": torchvision.__version__, "ops": ops, "policies": policies}  # fmt: skip
 
