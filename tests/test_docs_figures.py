@@ -8,13 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.results import percent
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = json.loads((ROOT / "benchmarks" / "results" / "cpu.json").read_text())["parts"]
 PAGES = ["README.md", "docs/index.md", "docs/models.md"]
-
-
-def percent(value: float) -> str:
-    return f"{100 * value:.2f} %"
 
 
 def measured_minimums() -> dict[str, str]:
