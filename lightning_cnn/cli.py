@@ -39,7 +39,7 @@ from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
 from lightning_cnn.models.losses import LOSSES
-from lightning_cnn.training.callbacks import RunCheckpoint, RunLabels, ScheduleResumeNote
+from lightning_cnn.training.callbacks import RunCheckpoint, RunLabels, ScheduleResumeNote, skip_unused_batch_hooks
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import PlacedLogger, RunFolder, RunLogger, check_logger_packages, finish_runs
 from lightning_cnn.training.predictions import PredictionCSV
@@ -291,7 +291,9 @@ class CNNLightningCLI(LightningCLI):
         plugins = plugins if isinstance(plugins, list) else [plugins]
         if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
             config["plugins"] = [*plugins, AtomicCheckpointIO()]
-        return self._instantiate_trainer(config, callbacks)
+        trainer = self._instantiate_trainer(config, callbacks)
+        skip_unused_batch_hooks(trainer.callbacks)
+        return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
         """Run the subcommand holding its run folder; a failure removes the folder it created when nothing was

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
+from lightning_cnn.cli import cli_main
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.models.base import ImageClassifier
+from lightning_cnn.training.callbacks import BATCH_HOOKS
 from tests.helpers.runs import QUICK, scalars
 
 
@@ -159,3 +163,31 @@ def test_train_accuracy_counts_every_training_image_of_the_epoch(run_cli, mnist_
     with torch.no_grad():
         expected = (model(images).argmax(dim=1) == labels).float().mean().item()
     assert scalars(run)["train/acc"][-1] == pytest.approx(expected, abs=1e-6)
+
+
+class CountsTwoBatchHooks(L.Callback):
+    """A user's callback implementing two of the per-batch hooks."""
+
+    def __init__(self) -> None:
+        self.calls: Counter[str] = Counter()
+
+    def on_train_batch_end(self, *args: object) -> None:
+        self.calls["on_train_batch_end"] += 1
+
+    def on_before_backward(self, *args: object) -> None:
+        self.calls["on_before_backward"] += 1
+
+
+def test_callbacks_get_every_batch_hook_they_implement_and_the_no_ops_are_skipped(mnist_dir, tmp_path):
+    counter = CountsTwoBatchHooks()
+    cli = cli_main(
+        ["fit", "--data.data_dir", str(mnist_dir), "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "5",
+         "--trainer.default_root_dir", str(tmp_path), *QUICK],
+        callbacks=[counter],
+    )  # fmt: skip
+    assert counter.calls == {"on_train_batch_end": 5, "on_before_backward": 5}
+    assert counter.on_after_backward is None and counter.on_train_batch_start is None
+    for callback in cli.trainer.callbacks:  # Lightning's, ours and the user's alike
+        for hook in BATCH_HOOKS:
+            implemented = getattr(type(callback), hook) is not getattr(L.Callback, hook)
+            assert callable(getattr(callback, hook)) == implemented, (type(callback).__name__, hook)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
@@ -13,6 +14,25 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning_cnn.training.loggers import log_run_info, run_labels
 
 INTERRUPTED = "interrupted.ckpt"
+# the hooks Lightning calls on every callback at every batch
+BATCH_HOOKS = (
+    "on_train_batch_start", "on_train_batch_end", "on_before_backward", "on_after_backward",
+    "on_before_optimizer_step", "on_before_zero_grad", "on_validation_batch_start", "on_validation_batch_end",
+    "on_test_batch_start", "on_test_batch_end", "on_predict_batch_start", "on_predict_batch_end",
+)  # fmt: skip
+
+
+def skip_unused_batch_hooks(callbacks: Iterable[L.Callback]) -> None:
+    """Set each per-batch hook that a callback leaves as ``Callback``'s no-op to None on the callback.
+
+    Lightning calls a hook only when it is callable, so the no-ops stop costing a profiler context and a call
+    per callback at every batch: with the CLI's half-dozen callbacks, about 70 µs of a 5 ms LeNet-5 step
+    (see benchmarks/overhead.py). Hooks a callback implements are untouched.
+    """
+    for callback in callbacks:
+        for hook in BATCH_HOOKS:
+            if getattr(type(callback), hook, None) is getattr(L.Callback, hook):
+                setattr(callback, hook, None)
 
 
 class RunCheckpoint(ModelCheckpoint):
