@@ -33,6 +33,7 @@ from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed, torch_threads
 PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
     *("overhead", "pipeline", "end_to_end", "memory", "augmentations", "plain_logs", "parallel_search"),
+    *("report", "loggers", "ensembles", "experiments", "predict_export"),
 )
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
 MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
@@ -80,14 +81,24 @@ def missing_data(part: str, data_dir: Path) -> str | None:
     """What a part needs that is not in ``data_dir`` or not installed, as a line a user can act on; None if nothing."""
     from lightning_cnn.data import MNISTDataModule
 
-    needs_mnist = part in ("recipe", "mnist_recipes", "overhead", "memory", "plain_logs", "parallel_search")
-    needs_cifar = part in ("cifar_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory")
+    needs_mnist = part in (
+        *("recipe", "mnist_recipes", "overhead", "memory", "plain_logs", "parallel_search"),
+        *("report", "loggers", "ensembles", "experiments"),
+    )
+    needs_cifar = part in (
+        *("cifar_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory", "predict_export"),
+    )
     missing = []
     if needs_mnist and not MNISTDataModule(data_dir=str(data_dir)).files_present():
         missing.append(f"MNIST (its raw files in {data_dir}/MNIST/raw, or run any MNIST fit with download on)")
     if needs_cifar and not (Path(CIFAR_JPEG).is_file() or (data_dir / CIFAR_JPEG).is_file()):
         missing.append(f"the CIFAR-10 JPEG copy ({data_dir}/{CIFAR_JPEG})")
-    for needed, module, extra in (("augmentations", "kornia", "dev"), ("parallel_search", "optuna", "search")):
+    modules = (  # (part, the module it needs, the extra that installs it)
+        *(("augmentations", "kornia", "dev"), ("parallel_search", "optuna", "search")),
+        *(("experiments", "optuna", "search"), ("loggers", "mlflow", "loggers"), ("loggers", "wandb", "loggers")),
+        ("predict_export", "onnxruntime", "export"),
+    )
+    for needed, module, extra in modules:
         if part == needed and importlib.util.find_spec(module) is None:
             missing.append(f"{module} (pip install -e '.[{extra}]')")
     return f"needs {' and '.join(missing)}" if missing else None
@@ -227,6 +238,17 @@ def part_parallel_search(quick: bool) -> dict[str, Any]:
     return {"space": parallel_search.SPACE, "rows": parallel_search.measure(trials, extra)}
 
 
+def workflow(name: str) -> Callable[[bool], dict[str, Any]]:
+    """The part of ``benchmarks.workflows`` called ``name``: quick mode fits a few batches, in this process."""
+
+    def run(quick: bool) -> dict[str, Any]:
+        from benchmarks import workflows
+
+        return workflows.PARTS[name](QUICK_FIT if quick else [], quick)
+
+    return run
+
+
 RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "models": part_models,
     "recipe": part_recipe,
@@ -240,6 +262,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "augmentations": part_augmentations,
     "plain_logs": part_plain_logs,
     "parallel_search": part_parallel_search,
+    **{name: workflow(name) for name in ("report", "loggers", "ensembles", "experiments", "predict_export")},
 }
 
 
@@ -389,6 +412,85 @@ def md_parallel_search(record: dict[str, Any]) -> list[str]:
             " without a test; the workers are that command started in separate processes on one study."]  # fmt: skip
 
 
+def md_report(record: dict[str, Any]) -> list[str]:
+    test = record["test"]
+    return [
+        f"`lightning-cnn fit --config {record['config']} --trainer.max_epochs 1` (seed 42): `metrics.json` holds"
+        f" test/acc {test['test/acc']:.4f}, test/acc_top5 {test['test/acc_top5']:.4f}, test/f1 {test['test/f1']:.4f}"
+        f" over {record['images']:,} images. The evaluation report took {1000 * record['report_per_val_epoch_s']:.0f}"
+        f" ms per validation epoch (the prediction grid) and {record['report_per_test_s']:.2f} s per test (the"
+        f" confusion matrix, `metrics.json`), against {record['epoch_s']:.1f} s for the epoch's training batches."
+    ]
+
+
+def md_loggers(record: dict[str, Any]) -> list[str]:
+    lines = ["| logger | val/acc |", "| --- | ---: |"]
+    lines += [f"| {name} | {value:.4f} |" for name, value in record["val_acc"].items()]
+    return [*lines, "", f"One fit of `{record['config']}` for 1 epoch (seed 42) logged to all four at once (W&B"
+            f" offline), each read back from its own files; test/acc {record['test_acc']:.4f}."]  # fmt: skip
+
+
+def md_ensembles(record: dict[str, Any]) -> list[str]:
+    groups = record["groups"]
+    names = {"training split": "3 members on the training split (seeds 0–2)", "bagged": "3 bagged members"
+             " (bootstrap 0–2)", "all": "all 6"}  # fmt: skip
+
+    def cell(name: str, row: str) -> str:
+        result = groups[name]
+        bagged_only = all(m["bootstrap_seed"] is not None for m in result["members"])
+        if row == "members":
+            return " / ".join(f"{m['test_acc']:.4f}" for m in result["members"]) if name != "all" else ""
+        if row == "mean of members":
+            return f"{result['member_mean_test_acc']:.4f}"
+        if row == "averaging":
+            return "—" if bagged_only else f"{result['ensemble_test_acc']:.4f}"
+        if row == "bagging":
+            return f"{result['bagging']['test_acc']:.4f}" if result["bagging"] else "—"
+        stacking = result["stacking"]
+        return f"{stacking['test_acc']:.4f}" if "test_acc" in stacking else f"skipped: {stacking['skipped']}"
+
+    lines = ["| | " + " | ".join(names[name] for name in groups) + " |", "| --- |" + " --- |" * len(groups)]
+    for row in ("members", "mean of members", "averaging", "bagging", "stacking"):
+        lines.append(f"| {row} | " + " | ".join(cell(name, row) for name in groups) + " |")
+    val_images = next((g["stacking"]["val_images"] for g in groups.values() if "val_images" in g["stacking"]), 0)
+    return [*lines, "", f"`{record['config']}`, 1 epoch per member ({record['member_s']:.0f} s each, a fresh process):"
+            f" three `fit --seed_everything k` runs and `bag --members 3`, then `ensemble` on each group; test accuracy"
+            f" on the {groups['all']['num_images']:,} test images; stacking fit on {val_images:,} validation"
+            " images."]  # fmt: skip
+
+
+def md_experiments(record: dict[str, Any]) -> list[str]:
+    kfold, search = record["kfold"], record["search"]
+    folds = ", ".join(f"{value:.4f}" for value in kfold["folds"])
+    best = next((t for t in search["trials"] if t["state"] == "complete"), None)  # search.csv lists the best first
+    fixed = ("trial", "state", "val/acc", "epochs", "seconds", "run_dir")
+
+    def values(trial: dict[str, str]) -> str:  # the searched options by their last name: lr 0.00334, batch_size 64
+        return ", ".join(f"{key.split('.')[-1]} {float(v):.3g}" for key, v in trial.items() if key not in fixed and v)
+
+    found = f"best val/acc {float(best['val/acc']):.4f}: {values(best)} (trial {best['trial']})" if best else "none"
+    trials = sorted(search["trials"], key=lambda t: int(t["trial"]))
+    states = ", ".join(f"{t['trial']} {t['state']}" for t in trials)
+    return [
+        "| command | result | wall time |",
+        "| --- | --- | ---: |",
+        f"| `lightning-cnn kfold {kfold['command']}` | val/acc {kfold['mean']['val/acc']:.4f} ±"
+        f" {kfold['std']['val/acc']:.4f} (folds {folds}) | {kfold['seconds']:.0f} s |",
+        f"| `lightning-cnn search {search['command']}` | {found}; trials {states} | {search['seconds']:.0f} s |",
+    ]
+
+
+def md_predict_export(record: dict[str, Any]) -> list[str]:
+    diffs = ", ".join(f"{kind} {diff:.1e}" for kind, diff in record["export_max_abs_diff"].items())
+    return [
+        f"`lightning-cnn fit --config {record['config']} --trainer.max_epochs 1` on a JPEG-compressed copy of CIFAR-10"
+        f" (lossy: not comparable with CIFAR-10 results): test/acc {record['test_acc']:.4f}. `lightning-cnn"
+        f" predict-files` on its {record['files']:,} unpacked test files: {record['predicted']:,} predicted, accuracy"
+        f" against the folder names {record['predict_acc']:.4f}, in {record['predict_s']:.0f} s (the whole command)."
+        f" `lightning-cnn export --torchscript` of the run: largest absolute difference from PyTorch {diffs}."
+    ]
+
+
 TITLES = {
     "models": ("Models: parameters and FLOPs of every recipe", md_models),
     "recipe": ("The main recipe: LeNet-5 on MNIST, 3 epochs, per seed and torch threads", md_recipe),
@@ -402,6 +504,11 @@ TITLES = {
     "augmentations": ("Augmentations and policies against kornia and torchvision v2", md_augmentations),
     "plain_logs": ("Logs in a file", md_plain_logs),
     "parallel_search": ("Parallel search: 1 worker against 2", md_parallel_search),
+    "report": ("A trained run's test metrics and the report's cost", md_report),
+    "loggers": ("Four loggers at once", md_loggers),
+    "ensembles": ("Ensembles, bagging and stacking", md_ensembles),
+    "experiments": ("k-fold and search", md_experiments),
+    "predict_export": ("Predicting image files and exporting", md_predict_export),
 }
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from benchmarks.logged import csv_series, mlflow_run, wandb_offline_run
 from lightning_cnn.commands import main
-from tests.helpers.logged import csv_series, mlflow_run, wandb_offline_run
 from tests.helpers.runs import QUICK, scalars
 
 CONFIGS = Path(__file__).parent.parent / "configs"

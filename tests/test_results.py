@@ -35,6 +35,9 @@ def test_quick_mode_runs_every_part_and_writes_the_tables(data_dir, tmp_path):
     (run,) = written["parts"]["recipe"]["runs"]
     assert 0 <= run["test_acc"] <= 1 and run["checkpoint"] == "last.ckpt"  # the annealed schedule's last epoch
     assert all(row["ours_s"] > 0 for row in written["parts"]["overhead"]["rows"])
+    assert len(set(written["parts"]["loggers"]["val_acc"].values())) == 1  # every logger got the same value
+    shown = written["parts"]["predict_export"]
+    assert shown["predicted"] == shown["files"] and shown["predict_acc"] == pytest.approx(shown["test_acc"])
     page = (tmp_path / "out" / "cpu-quick.md").read_text()
     assert written["machine"]["torch"] in page
     assert [line for line in page.splitlines() if line.startswith("## ")] == [

@@ -1,5 +1,5 @@
 """Reading back what a run sent to each logger, with each logger's own files: CSV's metrics.csv, MLflow's file
-store, and a W&B offline run's ``.wandb`` log (TensorBoard: ``tests.helpers.runs.scalars``)."""
+store, and a W&B offline run's ``.wandb`` log."""
 
 from __future__ import annotations
 
