@@ -45,3 +45,12 @@ def test_the_main_recipe_figures_are_the_measured_ones(page):
         if "lenet5.yaml" in sentence:
             for figure in re.findall(r"\b\d{2}\.\d{2} %", sentence):
                 assert figure in {percent(own_seed["test_acc"]), percent(min(accs)), percent(max(accs))}, sentence
+
+
+def test_every_link_to_a_results_section_finds_it():
+    # the docs quote the other figures by linking to the Results page's sections, whose titles make results writes
+    titles = re.findall(r"^## (.+)$", (ROOT / "benchmarks" / "results" / "cpu.md").read_text(), flags=re.MULTILINE)
+    anchors = {re.sub(r"\s+", "-", re.sub(r"[^\w\s-]", "", title).strip().lower()) for title in titles}
+    links = [(page.name, anchor) for page in (ROOT / "docs").glob("*.md")
+             for anchor in re.findall(r"results\.md#([\w-]+)", page.read_text())]  # fmt: skip
+    assert links and [link for link in links if link[1] not in anchors] == []
