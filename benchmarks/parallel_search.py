@@ -26,6 +26,8 @@ def run_search(workers: int, trials: int, extra: list[str] | None = None) -> dic
     """Start ``workers`` search processes on one fresh folder and wait for all; wall time, trials and best value."""
     import optuna
 
+    from lightning_cnn.experiments.search import STUDY_NAME
+
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "lightning_cnn", "search", "--space", str(ROOT / SPACE), "--trials",
                    str(trials), "--trainer.default_root_dir", tmp, *TRIAL_FIT, *(extra or [])]  # fmt: skip
@@ -38,7 +40,7 @@ def run_search(workers: int, trials: int, extra: list[str] | None = None) -> dic
             if process.returncode != 0:
                 raise RuntimeError(f"search with {workers} workers failed:\n{error[-2000:]}")
         study_db = next(Path(tmp).glob("lightning_logs/search_*/study.db"))
-        study = optuna.load_study(study_name="search", storage=f"sqlite:///{study_db}")
+        study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{study_db}")
         states = [trial.state.name.lower() for trial in study.trials]
         return {"workers": workers, "trials": len(study.trials), "complete": states.count("complete"),
                 "pruned": states.count("pruned"), "best": study.best_value, "seconds": seconds}  # fmt: skip

@@ -235,7 +235,8 @@ def part_parallel_search(quick: bool) -> dict[str, Any]:
     from benchmarks import parallel_search
 
     trials, extra = (2, QUICK_FIT) if quick else (8, None)
-    return {"space": parallel_search.SPACE, "rows": parallel_search.measure(trials, extra)}
+    options = " ".join(parallel_search.TRIAL_FIT)
+    return {"space": parallel_search.SPACE, "options": options, "rows": parallel_search.measure(trials, extra)}
 
 
 def workflow(name: str) -> Callable[[bool], dict[str, Any]]:
@@ -408,8 +409,11 @@ def md_parallel_search(record: dict[str, Any]) -> list[str]:
     for row in record["rows"]:
         lines.append(f"| {row['workers']} | {row['seconds']:.0f} s | {row['trials']} | {row['complete']} |"
                      f" {row['pruned']} | {row['best']:.4f} |")  # fmt: skip
-    return [*lines, "", f"`lightning-cnn search --space {record['space']}` on MNIST, each trial 2 epochs of 40 batches"
-            " without a test; the workers are that command started in separate processes on one study."]  # fmt: skip
+    command = (
+        f"lightning-cnn search --space {record['space']} --trials {record['rows'][0]['trials']} {record['options']}"
+    )
+    return [*lines, "", f"`{command}` on MNIST; the workers are that command started in separate processes on one"
+            " study."]  # fmt: skip
 
 
 def md_report(record: dict[str, Any]) -> list[str]:

@@ -53,6 +53,7 @@ PARAM_KEYS = {"float": RANGE_KEYS, "int": RANGE_KEYS, "categorical": {"choices"}
 PRUNER_STARTUP_TRIALS = 2
 # seconds a worker waits for SQLite's write lock while another worker writes to the study
 SQLITE_TIMEOUT_S = 120
+STUDY_NAME = "search"  # the Optuna study in a search folder's study.db, which every worker of that search shares
 
 
 @dataclass
@@ -256,7 +257,7 @@ def open_study(spec: SearchSpec, folder: Path, fit_args: list[str]) -> optuna.St
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS)
     return optuna.create_study(
         storage=storage,
-        study_name="search",
+        study_name=STUDY_NAME,
         direction=spec.direction,
         sampler=make_sampler(spec, spec.seed),  # reseeded for every trial: see claim_trial
         pruner=pruner if spec.pruner == "median" else optuna.pruners.NopPruner(),
