@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import platform
+import shutil
 import statistics
 import time
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed, torch_threads
 
 PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
-    *("overhead", "pipeline", "end_to_end", "memory", "augmentations", "plain_logs", "parallel_search"),
+    *("overhead", "instructions", "pipeline", "end_to_end", "memory", "augmentations", "plain_logs", "parallel_search"),
     *("report", "loggers", "ensembles", "experiments", "predict_export"),
 )
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
@@ -77,12 +78,12 @@ def describe_machine() -> dict[str, Any]:
     }
 
 
-def missing_data(part: str, data_dir: Path) -> str | None:
+def missing_data(part: str, data_dir: Path, quick: bool = False) -> str | None:
     """What a part needs that is not in ``data_dir`` or not installed, as a line a user can act on; None if nothing."""
     from lightning_cnn.data import MNISTDataModule
 
     needs_mnist = part in (
-        *("recipe", "mnist_recipes", "overhead", "memory", "plain_logs", "parallel_search"),
+        *("recipe", "mnist_recipes", "overhead", "instructions", "memory", "plain_logs", "parallel_search"),
         *("report", "loggers", "ensembles", "experiments"),
     )
     needs_cifar = part in (
@@ -101,6 +102,8 @@ def missing_data(part: str, data_dir: Path) -> str | None:
     for needed, module, extra in modules:
         if part == needed and importlib.util.find_spec(module) is None:
             missing.append(f"{module} (pip install -e '.[{extra}]')")
+    if part == "instructions" and not quick and shutil.which("valgrind") is None:  # quick mode runs without it
+        missing.append("valgrind (apt install valgrind)")
     return f"needs {' and '.join(missing)}" if missing else None
 
 
@@ -190,6 +193,12 @@ def part_overhead(quick: bool) -> dict[str, Any]:
     return {"rows": rows}
 
 
+def part_instructions(quick: bool) -> dict[str, Any]:
+    from benchmarks import instructions
+
+    return instructions.measure(quick)
+
+
 def part_pipeline(quick: bool) -> dict[str, Any]:
     from benchmarks import pipeline
 
@@ -257,6 +266,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "cifar_recipes": part_cifar_recipes,
     "cifar_augment": part_cifar_augment,
     "overhead": part_overhead,
+    "instructions": part_instructions,
     "pipeline": part_pipeline,
     "end_to_end": part_end_to_end,
     "memory": part_memory,
@@ -344,6 +354,18 @@ def md_overhead(record: dict[str, Any]) -> list[str]:
         " model's arithmetic takes less time while Python's per-step work (Lightning's hooks, ours) does not, so"
         " the ratios fall.",
     ]
+
+
+def md_instructions(record: dict[str, Any]) -> list[str]:
+    rows = record["rows"]
+    if any(row["per_step"] is None for row in rows):
+        return ["Not counted (a quick check runs the code without valgrind)."]
+    lines = ["| side | instructions per training step |", "| --- | ---: |"]
+    lines += [f"| {row['side']} | {row['per_step'] / 1e6:.2f} M |" for row in rows]
+    bare, ours = (row["per_step"] for row in rows)
+    return [*lines, "", f"Ours / bare Lightning in steps per instruction: {bare / ours:.4f}. LeNet-5 on MNIST, batch"
+            f" 64, 1 torch thread, counted by valgrind's callgrind: each side in a fresh process for {record['few']}"
+            f" and for {record['many']} training steps, the difference divided by the extra steps."]  # fmt: skip
 
 
 def md_pipeline(record: dict[str, Any]) -> list[str]:
@@ -502,6 +524,7 @@ TITLES = {
     "cifar_recipes": ("CIFAR-10 JPEG-copy recipes", md_cifar_recipes),
     "cifar_augment": ("Stronger augmentation on the CIFAR-10 JPEG copy, 10 epochs", md_cifar_augment),
     "overhead": ("Framework overhead (benchmarks/overhead.py)", md_overhead),
+    "instructions": ("Framework overhead in instructions (benchmarks/instructions.py)", md_instructions),
     "pipeline": ("Input pipeline (benchmarks/pipeline.py)", md_pipeline),
     "end_to_end": ("One epoch end to end (benchmarks/end_to_end.py)", md_end_to_end),
     "memory": ("Peak memory of a full fit (benchmarks/memory.py)", md_memory),
@@ -560,7 +583,7 @@ def main(argv: list[str] | None = None) -> None:
     for part in args.parts:
         start = time.perf_counter()
         record: dict[str, Any] = {"date": today()}
-        missing = missing_data(part, data_dir)
+        missing = missing_data(part, data_dir, args.quick)
         if missing:
             print(f"{part}: skipped, it {missing}", flush=True)
             record["skipped"] = missing
