@@ -24,7 +24,7 @@ import torch
 
 from benchmarks.common import ROOT, machine, mnist
 
-FEW, MANY = 5, 45  # training steps of the two runs of each side
+FEW, MANY = 5, 55  # training steps of the two runs of each side: 50 apart, as the steps between two log writes
 SIDES = ("bare Lightning", "lightning_cnn fit")
 OURS = ["--model", "LeNet5", "--model.optimizer", "Adam", "--model.optimizer.lr", "0.002", "--data", "MNISTDataModule",
         "--data.batch_size", "64"]  # fmt: skip
