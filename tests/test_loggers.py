@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import io
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,17 @@ def test_the_runs_tool_names_a_root_without_runs(tmp_path, run_cli):
     assert code == 1 and err.strip() == (
         f"error: runs: no lightning_logs folder under {tmp_path}; give the --trainer.default_root_dir of runs"
     )
+
+
+def test_each_run_in_one_process_keeps_its_own_mlflow_store(mnist_dir, tmp_path, run_cli, offline):
+    # MLflow exports the store it opens as MLFLOW_TRACKING_URI: a later fit in the same process (a notebook, a
+    # benchmark) must still choose its own store, beside its own runs
+    for root in (tmp_path / "a", tmp_path / "b"):
+        code, err = run_cli(
+            "fit", "--model", "LeNet5", "--data.data_dir", mnist_dir, *QUICK, "--trainer.default_root_dir", root,
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--preview.num_images", "0",
+            "--config", CONFIGS / "logger" / "mlflow.yaml",
+        )  # fmt: skip
+        assert code == 0, err
+        mlflow_run(root)  # one run, in this root's store
+    assert "MLFLOW_TRACKING_URI" not in os.environ

@@ -259,7 +259,8 @@ class MLflowRunLogger(PlacedLogger, MLFlowLogger):
 
     def place(self, folder: RunFolder, name: str | None, tags: Sequence[str]) -> None:
         super().place(folder, name, tags)
-        uri = self._given_uri or os.environ.get("MLFLOW_TRACKING_URI")
+        self._uri_before = os.environ.get("MLFLOW_TRACKING_URI")
+        uri = self._given_uri or self._uri_before
         if not uri:
             uri = f"file:{folder.runs.parent / 'mlruns'}"
             # MLflow 3 asks for a database store unless told a local file store is wanted, as it is here: one
@@ -277,6 +278,13 @@ class MLflowRunLogger(PlacedLogger, MLFlowLogger):
     def finalize(self, status: str) -> None:
         if self._initialized:  # a run that never logged has no MLflow run to close
             super().finalize(status)
+        # MLflow exports the store it opened as MLFLOW_TRACKING_URI; put back what was there, so that a later run in
+        # this process (a notebook, a benchmark) chooses its own store instead of following this one
+        if hasattr(self, "_uri_before"):  # set by `place`, before this logger opened any store
+            if self._uri_before is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = self._uri_before
         self._release_on_failure(status)
 
 
