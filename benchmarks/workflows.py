@@ -72,7 +72,9 @@ def lightning_cnn(*args: str, env: dict[str, str] | None = None, in_process: boo
 
 def run_folders(root: Path) -> list[Path]:
     """The ``version_N`` run folders under ``root``, in the order they were made."""
-    return sorted((root / "lightning_logs").glob("version_*"), key=lambda path: int(path.name.split("_")[1]))
+    from lightning_cnn.checkpoints import run_version, runs_under
+
+    return sorted(runs_under(root).glob("version_*"), key=run_version)
 
 
 def metrics_json(run: Path) -> dict[str, Any]:
