@@ -7,6 +7,7 @@ import csv
 import importlib.util
 import io
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def all_loggers() -> list[str]:
     return [arg for name in names for arg in ("--config", CONFIGS / "logger" / f"{name}.yaml")]
 
 
-def test_every_logger_gets_the_same_curves_the_report_and_the_run_name(mnist_dir, tmp_path, run_cli, offline, capsys):
+def test_every_logger_gets_the_same_curves_the_report_and_the_run_name(
+    mnist_dir, tmp_path, run_cli, offline, capsys, caplog
+):
     root = tmp_path / "runs"
     common = ["--model", "LeNet5", "--data.data_dir", mnist_dir, *QUICK, "--trainer.default_root_dir", root,
               "--trainer.limit_train_batches", "4", "--preview.num_images", "8", "--report.num_images", "8",
@@ -88,11 +91,20 @@ def test_every_logger_gets_the_same_curves_the_report_and_the_run_name(mnist_dir
     }
 
     # `--ckpt_path last` goes on in the same folder: all curves continue there, metrics.csv keeps epoch 1
+    caplog.set_level(logging.INFO)
     code, err = run_cli("fit", *common, "--trainer.max_epochs", "2", "--ckpt_path", "last", "--run_name", "lenet-a")
     assert code == 0, err
     assert [p.name for p in (root / "lightning_logs").iterdir()] == ["version_0"]
     assert (run / "config_resumed_1.yaml").is_file()
     assert len(csv_series(run, "val/acc")) == 2 and len(scalars(run)["val/acc"]) == 2
+    # ... and in the same MLflow run and W&B run (an offline W&B run resumed is a second file with the same id);
+    # MLflow params cannot change, so the tags left out this time keep their first value there, and it says so
+    assert "keeps its first values of tags" in caplog.text
+    mlflow, client = mlflow_run(root)
+    history = client.get_metric_history(mlflow.info.run_id, "val/acc")
+    assert [m.value for m in history] == pytest.approx(scalars(run)["val/acc"])
+    offline_runs = sorted((root / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 2 and len({p.name.rsplit("-", 1)[1] for p in offline_runs}) == 1
 
     # the runs table: name, tags, epochs, the best val/acc recorded in last.ckpt, and test/acc of metrics.json
     capsys.readouterr()
@@ -138,3 +150,22 @@ def test_each_run_in_one_process_keeps_its_own_mlflow_store(mnist_dir, tmp_path,
         assert code == 0, err
         mlflow_run(root)  # one run, in this root's store
     assert "MLFLOW_TRACKING_URI" not in os.environ
+
+
+def test_a_resumed_run_whose_mlflow_run_was_deleted_starts_a_new_one(mnist_dir, tmp_path, run_cli, offline, caplog):
+    def fit(epochs: int, *extra: str) -> None:
+        code, err = run_cli(
+            "fit", "--model", "LeNet5", "--data.data_dir", mnist_dir, *QUICK, "--trainer.default_root_dir", tmp_path,
+            "--trainer.max_epochs", epochs, "--trainer.limit_train_batches", "2", "--preview.num_images", "0",
+            "--config", CONFIGS / "logger" / "mlflow.yaml", *extra,
+        )  # fmt: skip
+        assert code == 0, err
+
+    fit(1)
+    first, client = mlflow_run(tmp_path)
+    client.delete_run(first.info.run_id)
+    caplog.set_level(logging.INFO)
+    fit(2, "--ckpt_path", "last")
+    assert f"MLflow run {first.info.run_id} is no longer in" in caplog.text
+    resumed, _ = mlflow_run(tmp_path)  # the one run that is not deleted
+    assert resumed.info.run_id != first.info.run_id and "val/acc" in resumed.data.metrics

@@ -5,7 +5,8 @@ Every run keeps ``<default_root_dir>/lightning_logs/version_N/`` (``config.yaml`
 its store in ``<default_root_dir>/mlruns`` unless given a ``tracking_uri``, and W&B its files in
 ``<default_root_dir>/wandb``. The CLI places every ``*RunLogger`` in the same :class:`RunFolder` and gives them
 the run's name and tags; the functions at the end send images, files and final metrics to each logger in its
-own way, so the report and the preview reach all of them.
+own way, so the report and the preview reach all of them. MLflow and W&B note their run in the run folder's
+``tracker_runs.json`` with each checkpoint, so a resumed run goes on in the same tracker run.
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib.util
+import json
 import os
 import struct
-from collections.abc import Iterator, Sequence
+from argparse import Namespace
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +27,14 @@ import numpy as np
 from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_cnn.checkpoints import RUNS_FOLDER, runs_under
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.training.run_folder import LOCK_FILE, claim_version, lock_run, next_version, remove_if_untrained
 
 IMAGES_FOLDER = "images"  # where a CSV-only run keeps its images, inside the run folder
+TRACKER_RUNS = "tracker_runs.json"  # in the run folder: the MLflow and W&B runs it logs to, for resuming
 
 
 def require(package: str, what: str) -> None:
@@ -88,6 +92,7 @@ class RunFolder:
     def __init__(self, root: str | os.PathLike, version: int | None = None) -> None:
         self.runs = runs_under(Path(root).absolute())
         self._version = version
+        self.resumed = version is not None
         self.claimed = False
 
     @property
@@ -119,6 +124,33 @@ class PlacedLogger:
     def _release_on_failure(self, status: str) -> None:
         if status == "failed" and self.run_folder is not None:
             self.run_folder.release_if_unused()
+
+    def _tracker_runs(self) -> dict[str, dict[str, str]]:
+        try:
+            found = json.loads((self.run_folder.path / TRACKER_RUNS).read_text())
+        except (OSError, ValueError):  # none yet, or unreadable: the run starts a new tracker run
+            return {}
+        return found if isinstance(found, dict) else {}
+
+    def earlier_run(self) -> dict[str, str]:
+        """What :meth:`note_run` recorded for this kind of logger when the run folder's earlier part trained
+        (empty for a new run): a resumed run goes on in that tracker run."""
+        if self.run_folder is None or not self.run_folder.resumed:
+            return {}
+        found = self._tracker_runs().get(type(self).__name__)
+        return found if isinstance(found, dict) else {}
+
+    def note_run(self, **run: str) -> None:
+        """Record this logger's tracker run in the run folder (with each checkpoint: what a resume starts from)."""
+        if self.run_folder is None or rank_zero_only.rank != 0:
+            return
+        runs = self._tracker_runs()
+        if runs.get(type(self).__name__) == run:
+            return
+        path = self.run_folder.path / TRACKER_RUNS
+        partial = path.with_suffix(".json.partial")
+        partial.write_text(json.dumps({**runs, type(self).__name__: run}, indent=1) + "\n")
+        os.replace(partial, path)
 
 
 class RunLogger(PlacedLogger, TensorBoardLogger):
@@ -267,7 +299,47 @@ class MLflowRunLogger(PlacedLogger, MLFlowLogger):
             # folder beside lightning_logs that needs no server or database (give tracking_uri for one)
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         labels = {"tags": ", ".join(tags), **{tag: "true" for tag in tags}} if tags else None
-        MLFlowLogger.__init__(self, **self._args, tracking_uri=uri, run_name=name, tags=labels)
+        run_id = self._earlier_run_id(uri)
+        self._continues = run_id is not None
+        MLFlowLogger.__init__(self, **self._args, tracking_uri=uri, run_name=name, tags=labels, run_id=run_id)
+
+    def _earlier_run_id(self, uri: str) -> str | None:
+        """The MLflow run of the run folder's earlier part, when this run resumes it with the same store and the
+        run is still there."""
+        earlier = self.earlier_run()
+        if not earlier.get("run_id") or earlier.get("tracking_uri") != uri:
+            return None
+        from mlflow.tracking import MlflowClient
+
+        try:
+            deleted = MlflowClient(uri).get_run(earlier["run_id"]).info.lifecycle_stage == "deleted"
+        except Exception:  # gone from the store, or a store that cannot be read: a new run reports the latter
+            deleted = True
+        if deleted:
+            rank_zero_info(f"MLflow run {earlier['run_id']} is no longer in {uri}: the resumed run starts a new one")
+            return None
+        return earlier["run_id"]
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        super().after_save_checkpoint(checkpoint_callback)
+        self.note_run(tracking_uri=self._tracking_uri, run_id=self.run_id)
+
+    @rank_zero_only
+    def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
+        """As MLFlowLogger, except in a run that goes on: MLflow params cannot change, so the resumed part adds
+        only new ones and says which keep the first part's value."""
+        if getattr(self, "_continues", False):
+            logged = self.experiment.get_run(self.run_id).data.params
+            params = dict(flat_params(vars(params) if isinstance(params, Namespace) else params))
+            changed = sorted(k for k, v in params.items() if k in logged and logged[k] != str(v)[:250])
+            if changed:
+                rank_zero_info(
+                    f"MLflow run {self.run_id} keeps its first values of {', '.join(changed)} (MLflow params cannot"
+                    " change); the resumed run's values are in its config_resumed_N.yaml"
+                )
+            params = {k: v for k, v in params.items() if k not in logged}
+        super().log_hyperparams(params)
 
     @property
     def save_dir(self) -> str | None:
@@ -308,13 +380,21 @@ class WandbRunLogger(PlacedLogger, WandbLogger):
         super().place(folder, name, tags)
         root = folder.runs.parent
         root.mkdir(parents=True, exist_ok=True)  # wandb writes <dir>/wandb and needs <dir> to exist
+        # the W&B run of the run folder's earlier part goes on (WandbLogger passes resume="allow")
+        earlier = self.earlier_run()
+        run_id = earlier.get("id") if earlier.get("project") == self._args["project"] else None
         # WandbLogger reads all of these once, in its constructor, and starts nothing before the first log
-        WandbLogger.__init__(self, **self._args, name=name, save_dir=str(root), tags=list(tags) or None)
+        WandbLogger.__init__(self, **self._args, name=name, save_dir=str(root), tags=list(tags) or None, id=run_id)
 
     @property
     def save_dir(self) -> str | None:
         """The run folder (``trainer.log_dir`` when this logger is the first), not W&B's own folder."""
         return str(self.run_folder.path) if self.run_folder is not None else super().save_dir
+
+    @rank_zero_only
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        super().after_save_checkpoint(checkpoint_callback)
+        self.note_run(project=self._args["project"], id=self.experiment.id)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
@@ -330,6 +410,17 @@ class WandbRunLogger(PlacedLogger, WandbLogger):
         if self._experiment is not None:
             self._experiment.finish(exit_code=1 if getattr(self, "_failed", False) else 0)
             self._experiment = None
+
+
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Nested hyper-parameters as the ``a/b`` keys that Lightning's loggers give them."""
+    for key, value in params.items():
+        if isinstance(value, Namespace):
+            value = vars(value)
+        if isinstance(value, Mapping):
+            yield from flat_params(value, f"{prefix}{key}/")
+        else:
+            yield f"{prefix}{key}", value
 
 
 def finish_runs(loggers: Sequence[Logger]) -> None:
