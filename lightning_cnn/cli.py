@@ -224,6 +224,8 @@ class CNNLightningCLI(LightningCLI):
             if found is None:
                 raise
             raise found from err
+        if self.datamodule is not None and self.model is not None:
+            self._preflight(preflight.check_linked, self._subcommand_config(), self.model, self.datamodule)
         training = self.subcommand in (None, "fit")  # None: built to be checked, as the tools do before their runs
         checkpoints = {"checkpoint": self._get(self.config_init, "checkpoint")} if training else {}
         model = self.model if training else None

@@ -291,6 +291,30 @@ def check_objects(model: Any, trainer: Any, datamodule: Any, checkpoint_callback
         check_writable(key, folder)
 
 
+def check_linked(config: Namespace, model: Any, datamodule: Any) -> None:
+    """The data module gives the model its ``num_classes`` and ``input_shape``: a value configured for the model
+    that the data contradicts would be replaced without a word, so it is an error."""
+    init_args = (config.get("model") or Namespace()).get("init_args") or Namespace()
+    for key in LINKED:
+        default, from_data = _default(type(model), key), getattr(datamodule, key, None)
+        given = init_args.get(key, default)
+        if from_data is None or _plain(given) in (_plain(default), _plain(from_data)):
+            continue
+        raise ConfigError(
+            f"model.{key}: {given!r} given, but {type(datamodule).__name__} gives {from_data!r}; the data"
+            f" options decide it, so leave model.{key} out (or choose data with {given!r})"
+        )
+
+
+def _default(cls: type, name: str) -> Any:
+    """The default of ``cls``'s argument ``name``, also when a subclass passes it on through ``**kwargs``."""
+    for klass in cls.__mro__:
+        parameter = inspect.signature(klass.__init__).parameters.get(name) if "__init__" in vars(klass) else None
+        if parameter is not None:
+            return parameter.default
+    return inspect.Parameter.empty
+
+
 def _configured_classes(value: Any, key: str = "") -> Iterator[tuple[str, str, dict[str, Any]]]:
     """(key, class path, init_args) of every class in a parsed config: the model, data module, optimizer, ..."""
     if isinstance(value, Namespace):

@@ -91,6 +91,9 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
             1,
             ["ckpt_path: the checkpoint's weights do not fit this model", "size mismatch"],
         ),
+        # the data decides the model's classes and image shape: a contradicting value is not silently replaced
+        (["--model.num_classes", "5"], 2, ["model.num_classes: 5 given, but MNISTDataModule gives 10", "leave model"]),
+        (["--model.input_shape", "[3,32,32]"], 2, ["model.input_shape: (3, 32, 32) given, but MNISTDataModule"]),
         # missing, empty and wrong files
         (["--config", "{empty}/bad.yaml"], 1, ["config file {empty}/bad.yaml: invalid YAML at line 2"]),
         (["--config", "{empty}/empty.yaml"], 1, ["config file {empty}/empty.yaml is empty"]),
