@@ -14,6 +14,7 @@ from lightning.fabric.utilities.types import _PATH as PathLike
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.nn.modules.batchnorm import _BatchNorm as BatchNorm
 from torch.nn.modules.batchnorm import _NormBase as NormBase
+from torch.optim.lr_scheduler import LRScheduler, _enable_get_lr_call
 
 __all__ = [
     "OVERRIDDEN",
@@ -23,6 +24,8 @@ __all__ = [
     "UnrepeatedDistributedSampler",
     "fail_trial",
     "flat_hparams",
+    "flat_params",
+    "scheduled_lrs",
     "tensorboard_file_writer",
 ]
 
@@ -39,12 +42,26 @@ OVERRIDDEN: dict[str, tuple[str, ...]] = {
     ),
     "lightning.pytorch.loggers.TensorBoardLogger": ("_get_next_version",),
     "lightning.pytorch.LightningModule": ("_trainer",),  # an instance attribute: None outside a Trainer
+    "torch.optim.lr_scheduler.LRScheduler": ("_last_lr",),  # written by schedulers._resumed
 }
 
 
 def flat_hparams(hparams: Any) -> dict[str, Any]:
     """Hyper-parameters as one flat ``{"a/b": value}`` mapping of loggable values, as Lightning's loggers write them."""
-    return _sanitize_params(_flatten_dict(_convert_params(dict(hparams))))
+    return _sanitize_params(flat_params(dict(hparams)))
+
+
+def flat_params(hparams: Any) -> dict[str, Any]:
+    """Hyper-parameters (a mapping or a Namespace) as one flat ``{"a/b": value}`` mapping, values as given: what
+    Lightning's MLflow logger turns into params."""
+    return _flatten_dict(_convert_params(hparams))
+
+
+def scheduled_lrs(scheduler: LRScheduler) -> list[float]:
+    """The learning rates a scheduler gives at its ``last_epoch``, computed as its ``step`` does (``get_lr`` called
+    outside ``step`` warns that ``get_last_lr`` is usually meant)."""
+    with _enable_get_lr_call(scheduler):
+        return scheduler.get_lr()
 
 
 def tensorboard_file_writer(experiment: Any) -> Any:

@@ -24,10 +24,11 @@ from collections.abc import Callable
 from typing import Any
 
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import CyclicLR, LambdaLR, LRScheduler, _enable_get_lr_call
+from torch.optim.lr_scheduler import CyclicLR, LambdaLR, LRScheduler
 from torch.optim.lr_scheduler import OneCycleLR as TorchOneCycleLR
 
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.internals import scheduled_lrs
 
 
 class WarmupCosineLR(LambdaLR):
@@ -131,8 +132,7 @@ def resume_map(step: int, old_total: int, new_total: int) -> tuple[float, float]
 def _resumed(scheduler: LRScheduler, old_total: int, new_total: int) -> None:
     """Set the optimizer's learning rates for the resumed step by the fitted schedule (the optimizer was restored
     with the old schedule's), and the one line that says what the schedule does from here."""
-    with _enable_get_lr_call(scheduler):
-        lrs = scheduler.get_lr()
+    lrs = scheduled_lrs(scheduler)
     for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
         group["lr"] = lr
     scheduler._last_lr = [float(lr) for lr in lrs]

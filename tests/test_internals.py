@@ -7,7 +7,9 @@ import importlib
 import lightning as L
 import optuna
 import pytest
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.optim.lr_scheduler import LRScheduler, StepLR
 
 from lightning_cnn import internals
 
@@ -18,13 +20,21 @@ from lightning_cnn import internals
 def test_each_private_member_we_override_or_read_exists(owner, name):
     module, cls_name = owner.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), cls_name)
-    instances = {ModelCheckpoint: lambda: ModelCheckpoint(), L.LightningModule: lambda: L.LightningModule()}
+    instances = {
+        ModelCheckpoint: lambda: ModelCheckpoint(),
+        L.LightningModule: lambda: L.LightningModule(),
+        LRScheduler: lambda: StepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 1),
+    }
     target = instances[cls]() if cls in instances else cls
     assert hasattr(target, name), f"{owner}.{name} is gone: adapt lightning_cnn (see lightning_cnn/internals.py)"
 
 
 def test_the_fenced_helpers_work_on_the_installed_versions(tmp_path):
     assert internals.flat_hparams({"a": {"b": 1}, "c": None}) == {"a/b": 1, "c": "None"}
+    assert internals.flat_params({"a": {"b": (1, 2)}, "c": None}) == {"a/b": (1, 2), "c": None}
+    scheduler = StepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 1, 0.5)
+    scheduler.last_epoch = 1
+    assert internals.scheduled_lrs(scheduler) == [0.5]
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(tmp_path) as writer:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.optim.lr_scheduler import OneCycleLR, _enable_get_lr_call
+from torch.optim.lr_scheduler import OneCycleLR
 
 from lightning_cnn.cli import cli_main
+from lightning_cnn.internals import scheduled_lrs
 from lightning_cnn.schedulers import WarmupCosineLR, build_scheduler
 from tests.helpers.runs import QUICK, scalars
 
@@ -166,8 +167,7 @@ def planned(make, total: int, position: float) -> float:
     """The lr a schedule planned over ``total`` steps gives at (fractional) step ``position`` of its curve."""
     scheduler = make(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=0.01), total)
     scheduler.last_epoch = position
-    with _enable_get_lr_call(scheduler):
-        return float(scheduler.get_lr()[0])
+    return float(scheduled_lrs(scheduler)[0])
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))

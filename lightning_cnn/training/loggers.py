@@ -18,7 +18,7 @@ import json
 import os
 import struct
 from argparse import Namespace
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_cnn.checkpoints import RUNS_FOLDER, runs_under
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.internals import flat_params
 from lightning_cnn.training.run_folder import LOCK_FILE, claim_version, lock_run, next_version, remove_if_untrained
 
 IMAGES_FOLDER = "images"  # where a CSV-only run keeps its images, inside the run folder
@@ -300,7 +301,7 @@ class MLflowRunLogger(PlacedLogger, MLFlowLogger):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         labels = {"tags": ", ".join(tags), **{tag: "true" for tag in tags}} if tags else None
         run_id = self._earlier_run_id(uri)
-        self._continues = run_id is not None
+        self._uri, self._continues = uri, run_id is not None
         MLFlowLogger.__init__(self, **self._args, tracking_uri=uri, run_name=name, tags=labels, run_id=run_id)
 
     def _earlier_run_id(self, uri: str) -> str | None:
@@ -323,7 +324,7 @@ class MLflowRunLogger(PlacedLogger, MLFlowLogger):
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         super().after_save_checkpoint(checkpoint_callback)
-        self.note_run(tracking_uri=self._tracking_uri, run_id=self.run_id)
+        self.note_run(tracking_uri=self._uri, run_id=self.run_id)
 
     @rank_zero_only
     def log_hyperparams(self, params: dict[str, Any] | Namespace) -> None:
@@ -331,7 +332,7 @@ class MLflowRunLogger(PlacedLogger, MLFlowLogger):
         only new ones and says which keep the first part's value."""
         if getattr(self, "_continues", False):
             logged = self.experiment.get_run(self.run_id).data.params
-            params = dict(flat_params(vars(params) if isinstance(params, Namespace) else params))
+            params = flat_params(params)
             changed = sorted(k for k, v in params.items() if k in logged and logged[k] != str(v)[:250])
             if changed:
                 rank_zero_info(
@@ -410,17 +411,6 @@ class WandbRunLogger(PlacedLogger, WandbLogger):
         if self._experiment is not None:
             self._experiment.finish(exit_code=1 if getattr(self, "_failed", False) else 0)
             self._experiment = None
-
-
-def flat_params(params: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
-    """Nested hyper-parameters as the ``a/b`` keys that Lightning's loggers give them."""
-    for key, value in params.items():
-        if isinstance(value, Namespace):
-            value = vars(value)
-        if isinstance(value, Mapping):
-            yield from flat_params(value, f"{prefix}{key}/")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def finish_runs(loggers: Sequence[Logger]) -> None:
