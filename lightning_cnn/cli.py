@@ -305,6 +305,10 @@ class CNNLightningCLI(LightningCLI):
         except BaseException as err:
             if self.trainer.is_global_zero:
                 self._after_failure(err)
+            if type(err) is SystemExit and self.trainer.interrupted:
+                # Lightning ends a run stopped by Ctrl-C with exit(1) after its graceful shutdown: report the
+                # interruption as such (one line, exit 130), as for a Ctrl-C outside the training loop
+                raise KeyboardInterrupt from err
             raise
         finally:
             finish_runs(self.trainer.loggers)

@@ -70,6 +70,15 @@ def test_sigterm_saves_a_checkpoint_and_exits_non_zero(mnist_dir, tmp_path):
     assert torch.load(checkpoints / "last.ckpt", weights_only=False)["epoch"] == 0  # still the last whole epoch
 
 
+def test_ctrl_c_in_training_is_one_line_exit_130_and_keeps_the_run(mnist_dir, tmp_path):
+    code, err = fit_process(mnist_dir, tmp_path, "--trainer.callbacks+=tests.helpers.faults.SignalAt",
+                            "--trainer.callbacks.init_args.signal_name", "SIGINT")  # fmt: skip
+    assert code == 130, err
+    assert err.rstrip().endswith("interrupted") and "Traceback" not in err
+    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 0  # the last whole epoch, for --ckpt_path last
+
+
 def test_a_checkpoint_write_cut_short_leaves_the_previous_file(tmp_path, monkeypatch):
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint({"epoch": 1}, path)
