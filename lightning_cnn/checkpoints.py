@@ -49,8 +49,8 @@ def newest_run(runs: Path) -> Path | None:
 
 
 def recorded_best(last: Path) -> Path | None:
-    """The best checkpoint recorded by the checkpoint callback in ``last``, looked for where it was written and,
-    when the run folder has moved or the path was relative to another folder, beside ``last``."""
+    """The best checkpoint recorded by the checkpoint callback in ``last``: the file of that name beside ``last``
+    (the run's own, also when its folder was copied or moved), else where it was written."""
     try:
         state = read_checkpoint(last, mmap=True).get("callbacks", {})
     except ConfigError:  # an unreadable last.ckpt is reported when it is loaded
@@ -58,7 +58,7 @@ def recorded_best(last: Path) -> Path | None:
     for value in state.values():
         best = value.get("best_model_path") if isinstance(value, dict) else None
         if best:
-            for candidate in (Path(best), last.parent / Path(best).name):
+            for candidate in (last.parent / Path(best).name, Path(best)):
                 if candidate.is_file():
                     return candidate
     return None

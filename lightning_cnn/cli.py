@@ -25,6 +25,7 @@ from lightning_cnn.checkpoints import (
     checkpoint_model,
     newest_run,
     read_checkpoint,
+    resolve_checkpoint,
     run_checkpoint,
     run_of_configs,
     run_version,
@@ -172,7 +173,7 @@ class CNNLightningCLI(LightningCLI):
                 check_sections(content, list(parser.groups), classes, value)
 
     def before_instantiate_classes(self) -> None:
-        self._resume_version: int | None = None
+        self._run_version: int | None = None  # of the existing run folder the subcommand works in
         if self.subcommand:
             config = self.config[self.subcommand]
             check_accelerator(config.get("trainer") or {})
@@ -183,8 +184,10 @@ class CNNLightningCLI(LightningCLI):
 
     def _resolve_ckpt_path(self, config: Any) -> None:
         """``--ckpt_path last`` or ``best`` name a checkpoint of an earlier run: the run whose saved
-        ``config.yaml`` was given, else the newest one under ``default_root_dir``. ``fit`` resumed from a
-        run's checkpoint goes on in that run's folder."""
+        ``config.yaml`` was given, else the newest one under ``default_root_dir``; a run folder names its
+        ``last.ckpt`` for ``fit`` and for the others the file every tool takes. A checkpoint of that run, or of a
+        run under ``default_root_dir``, keeps the command in the run's own folder, wherever the folder now lies:
+        ``fit`` resumes there, ``validate``, ``test`` and ``predict`` write their reports there."""
         ckpt_path = config.get("ckpt_path")
         if not ckpt_path:
             if self.subcommand in ("validate", "test", "predict"):
@@ -195,25 +198,37 @@ class CNNLightningCLI(LightningCLI):
                 )
             return
         runs = runs_under(config.trainer.get("default_root_dir") or ".")
+        given_run = run_of_configs(config.get("config") or [])
         if ckpt_path in ("last", "best"):
             # the run whose config.yaml was given, and no other; without one, the newest run under the root
-            run_dir = run_of_configs(config.get("config") or []) or newest_run(runs)
+            run_dir = given_run or newest_run(runs)
             if run_dir is None:
                 raise ConfigError(
                     f"ckpt_path: '{ckpt_path}' found no run with a checkpoint under {runs}; train first, or give"
                     " the run's config.yaml with --config, or the path of a checkpoint file"
                 )
             config.ckpt_path = str(run_checkpoint(run_dir, ckpt_path))
+        elif Path(ckpt_path).is_dir():
+            folder = Path(ckpt_path)
+            run = folder.parent if folder.name == "checkpoints" else folder
+            fit = self.subcommand == "fit"
+            config.ckpt_path = str(run_checkpoint(run, "last") if fit else resolve_checkpoint(folder))
         path = Path(config.ckpt_path)
         if not path.is_file():
             raise ConfigError(f"ckpt_path: checkpoint file not found: {config.ckpt_path}")
         check_checkpoint_model(path, (config.get("model") or {}).get("class_path"))
         run_dir = path.resolve().parent.parent
-        in_a_run = path.parent.name == "checkpoints" and run_version(run_dir) >= 0
-        if self.subcommand == "fit" and in_a_run and run_dir.parent.resolve() == runs.resolve():
+        if path.parent.name != "checkpoints" or run_version(run_dir) < 0:
+            return  # a checkpoint file outside a run folder: a new run starts from its weights
+        if given_run is not None and given_run.resolve() == run_dir:
+            # the saved default_root_dir is where the run was trained; a copied or moved run goes on where it is
+            config.trainer.default_root_dir = str(run_dir.parent.parent)
+        elif run_dir.parent != runs.resolve():
+            return  # a checkpoint of a run under another root: a new run here starts from its weights
+        if self.subcommand == "fit":
             lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
-            self._resume_version = run_version(run_dir)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
+        self._run_version = run_version(run_dir)
 
     def instantiate_classes(self) -> None:
         try:
@@ -256,7 +271,7 @@ class CNNLightningCLI(LightningCLI):
             loggers = []
         else:
             loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
-        resume = getattr(self, "_resume_version", None)
+        resume = getattr(self, "_run_version", None)
         self._run_folder = folder = RunFolder(root, resume)
         self._resumed_run = None if resume is None else folder.path
         labels = self._get(self.config, "run_name"), self._get(self.config, "tags", default=[]) or []
@@ -276,10 +291,12 @@ class CNNLightningCLI(LightningCLI):
         config["logger"] = loggers or False
         if self.subcommand == "predict":
             callbacks.append(PredictionCSV())
-        if self._resumed_run is not None:
-            n = 1 + sum(1 for _ in self._resumed_run.glob("config_resumed_*.yaml"))
-            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_resumed_{n}.yaml"}
-            callbacks.append(ScheduleResumeNote(self._resumed_run / f"config_resumed_{n}.yaml"))
+        if self._resumed_run is not None:  # the run's config.yaml stays; this command's config goes beside it
+            kind = "resumed" if self.subcommand == "fit" else self.subcommand
+            n = 1 + sum(1 for _ in self._resumed_run.glob(f"config_{kind}_*.yaml"))
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_{kind}_{n}.yaml"}
+            if self.subcommand == "fit":
+                callbacks.append(ScheduleResumeNote(self._resumed_run / f"config_{kind}_{n}.yaml"))
         callbacks.append(RunLabels())
         progress = progress_callback(
             self._get(self.config, "progress", default="auto"),

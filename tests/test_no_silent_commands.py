@@ -38,7 +38,9 @@ def test_predict_writes_its_predictions_to_a_csv_in_the_run_folder(run_cli, mnis
     checkpoint = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
     code, err = run_cli("predict", "--ckpt_path", checkpoint, "--trainer.limit_predict_batches", 3, *common)
     assert code == 0, err
-    path = tmp_path / "lightning_logs" / "version_1" / "predictions.csv"
+    # into the folder of the run the checkpoint belongs to, not a new one
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+    path = tmp_path / "lightning_logs" / "version_0" / "predictions.csv"
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [int(row["index"]) for row in rows] == list(range(len(rows)))  # the test images, in order

@@ -10,6 +10,10 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+import torch
+
+from lightning_cnn.checkpoints import resolve_checkpoint
 from lightning_cnn.training.callbacks import sigterm_advice
 from lightning_cnn.training.run_folder import LOCK_FILE, lock_run, release_runs
 from tests.helpers.runs import QUICK
@@ -112,3 +116,32 @@ def test_sigterm_advice_names_only_checkpoints_that_exist(tmp_path):
     last.write_bytes(b"")
     advice = sigterm_advice(trainer, str(interrupted), str(last))
     assert "--ckpt_path last" in advice and f"--config {tmp_path / 'config.yaml'}" in advice
+
+
+def test_a_copied_run_goes_on_in_its_copy_and_never_touches_the_original(run_cli, mnist_dir, tmp_path):
+    original = tiny_run(run_cli, tmp_path / "a", mnist_dir)
+    copy = tmp_path / "b" / "lightning_logs" / "version_0"
+    shutil.copytree(original, copy)
+    before = snapshot(original)
+    # the copy's config.yaml still names the original's root and its last.ckpt the original's best checkpoint
+    code, err = run_cli("fit", "--config", copy / "config.yaml", "--ckpt_path", "last", "--trainer.max_epochs", 2)
+    assert code == 0, err
+    assert (copy / "config_resumed_1.yaml").is_file()
+    assert torch.load(copy / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 1
+    assert not list((copy / "checkpoints").glob("last-v*.ckpt"))  # last.ckpt carried on, no second 'last'
+    assert snapshot(original) == before and [p.name for p in original.parent.iterdir()] == ["version_0"]
+    assert resolve_checkpoint(copy).parent == copy / "checkpoints"  # the copy's own best checkpoint
+
+
+@pytest.mark.parametrize("ckpt_path", ["best", "the run folder"])
+def test_test_and_predict_write_into_the_folder_of_the_run_they_evaluate(run_cli, mnist_dir, tmp_path, ckpt_path):
+    run = tiny_run(run_cli, tmp_path, mnist_dir)
+    ckpt = run if ckpt_path == "the run folder" else ckpt_path
+    for command in ("test", "predict"):
+        code, err = run_cli(command, "--config", run / "config.yaml", "--ckpt_path", ckpt,
+                            "--trainer.limit_test_batches", 1, "--trainer.limit_predict_batches", 1)  # fmt: skip
+        assert code == 0, err
+    assert [p.name for p in run.parent.iterdir()] == ["version_0"]
+    assert {"metrics.json", "predictions.csv", "config_test_1.yaml", "config_predict_1.yaml"} <= {
+        p.name for p in run.iterdir()
+    }

@@ -35,6 +35,10 @@ def skip_unused_batch_hooks(callbacks: Iterable[L.Callback]) -> None:
                 setattr(callback, hook, None)
 
 
+# the checkpoint paths ModelCheckpoint keeps in its state (with the keys of "best_k_models")
+PATH_KEYS = ("best_model_path", "kth_best_model_path", "last_model_path")
+
+
 class RunCheckpoint(ModelCheckpoint):
     """ModelCheckpoint whose ``last.ckpt`` really is the last epoch, and that writes nothing in a fast dev run.
 
@@ -65,6 +69,25 @@ class RunCheckpoint(ModelCheckpoint):
         if self.dirpath is None and self.run_folder is not None and not trainer.fast_dev_run:
             self.dirpath = os.fspath(self.run_folder.path / "checkpoints")
         super().setup(trainer, pl_module, stage)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ModelCheckpoint, also in a run folder that was copied or moved since the state was saved: its paths
+        are then taken to be in this run's ``checkpoints/`` (where its best file is found), so the best score and
+        ``last.ckpt`` carry on; ModelCheckpoint would drop them and start a ``last-v1.ckpt`` beside the old one."""
+        saved, here = state_dict.get("dirpath"), self.dirpath
+        if saved and here and os.path.normpath(saved) != os.path.normpath(here):
+
+            def moved(path: str) -> str:
+                return os.path.join(here, os.path.basename(path)) if path else path
+
+            if os.path.isfile(moved(state_dict.get("best_model_path", ""))):
+                state_dict = {
+                    **state_dict,
+                    "dirpath": here,
+                    **{key: moved(state_dict.get(key, "")) for key in PATH_KEYS},
+                    "best_k_models": {moved(k): v for k, v in state_dict.get("best_k_models", {}).items()},
+                }
+        super().load_state_dict(state_dict)
 
     def _save_last_if_missed(self, trainer: L.Trainer) -> None:
         if self.save_last and self._last_global_step_saved != trainer.global_step:
