@@ -13,6 +13,7 @@ import torch
 import yaml
 from optuna.trial import TrialState
 
+from lightning_cnn.errors import ConfigError
 from lightning_cnn.experiments.runner import runs_folder
 from lightning_cnn.experiments.search import ReportToTrial, load_spec, override_args
 from tests.helpers.faults import run_in_child, start_in_child
@@ -177,7 +178,9 @@ BAD_SPACES = [
     (lr_range(type="int", low=8, high=64, steps=8), f"space.{LR}: unknown field 'steps'"),
     ({"sampler": "grid"}, f"space.{LR}: the grid sampler needs {{type: categorical"),
     ({"sampler": "bayes"}, "sampler: expected one of grid, random, tpe, got 'bayes'"),
-    ({"metric": "train/acc"}, "metric: expected a validation metric such as val/acc or val/loss, got 'train/acc'"),
+    ({"metric": "train/acc"}, "metric: expected a validation metric that runs log, one of val/loss, val/acc"),
+    ({"metric": "val/accuracy"}, "metric: expected a validation metric that runs log, one of val/loss, val/acc"),
+    ({"metric": "val/loss", "direction": "maximize"}, "direction: val/loss improves when it is minimized, not max"),
     ({"trails": 3}, "trails: unknown key; the keys are base, metric"),
     ({"base": ["nowhere.yaml"]}, "base: config file not found: nowhere.yaml"),
     ({"space": {LR + "r": {"type": "float", "low": 0.1, "high": 1}}}, "model.optimizer: Adam has no option 'lrr'"),
@@ -194,6 +197,14 @@ def test_a_bad_search_space_fails_in_one_line_naming_the_key(run_cli, tmp_path, 
     assert len(lines) == 1 and lines[0].startswith(f"error: search space {space}: "), err
     assert message in lines[0]
     assert not (tmp_path / "lightning_logs").exists()
+
+
+def test_trials_on_the_command_line_replace_the_files_own_or_stand_in_for_it(tmp_path):
+    without = {key: value for key, value in RANDOM_SPACE.items() if key != "trials"}
+    assert load_spec(write_space(tmp_path, without), trials=3).trials == 3
+    assert load_spec(write_space(tmp_path, {**RANDOM_SPACE, "trials": 5}), trials=2).trials == 2
+    with pytest.raises(ConfigError, match="trials: expected a number of trials of 1 or more"):
+        load_spec(write_space(tmp_path, without))
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "configs" / "search").glob("*.yaml")), ids=lambda p: p.name)

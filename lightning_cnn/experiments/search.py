@@ -75,8 +75,9 @@ class SearchSpec:
         return ConfigError(f"search space {self.path}: {key}: {problem}")
 
 
-def load_spec(path: Path) -> SearchSpec:
-    """Read and check a search space file; any problem is one ``ConfigError`` line naming the file and key."""
+def load_spec(path: Path, trials: int | None = None) -> SearchSpec:
+    """Read and check a search space file, with the command line's ``--trials`` (which replaces the file's
+    ``trials``); any problem is one ``ConfigError`` line naming the file and key."""
     if not path.is_file():
         raise ConfigError(f"search space file not found: {path}")
     raw = read_yaml(path, "search space")
@@ -94,11 +95,16 @@ def load_spec(path: Path) -> SearchSpec:
         if not Path(file).is_file():
             raise spec.error("base", f"config file not found: {file} (paths are relative to the current folder)")
     spec.metric = raw.get("metric", "val/acc")
-    if not isinstance(spec.metric, str) or not spec.metric.startswith("val/"):
-        raise spec.error("metric", f"expected a validation metric such as val/acc or val/loss, got {spec.metric!r}")
-    direction = raw.get("direction") or {"max": "maximize", "min": "minimize"}.get(METRICS.get(spec.metric, ""))
+    logged = [metric for metric in METRICS if metric.startswith("val/")]
+    if spec.metric not in logged:
+        raise spec.error("metric", f"expected a validation metric that runs log, one of {', '.join(logged)}; got"
+                         f" {spec.metric!r}")  # fmt: skip
+    improves = {"max": "maximize", "min": "minimize"}[METRICS[spec.metric]]
+    direction = raw.get("direction") or improves
     if direction not in ("maximize", "minimize"):
         raise spec.error("direction", f"expected maximize or minimize, got {direction!r}")
+    if direction != improves:
+        raise spec.error("direction", f"{spec.metric} improves when it is {improves}d, not {direction}d")
     spec.direction = direction
     spec.sampler = raw.get("sampler", "tpe")
     if spec.sampler not in SAMPLERS:
@@ -119,9 +125,13 @@ def load_spec(path: Path) -> SearchSpec:
             if param["type"] != "categorical":
                 raise spec.error(f"space.{key}", "the grid sampler needs {type: categorical, choices: [...]}")
     grid_size = math.prod(len(p["choices"]) for p in spec.space.values()) if spec.sampler == "grid" else 0
-    trials = raw.get("trials", grid_size or None)
-    if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
-        raise spec.error("trials", f"expected a number of trials of 1 or more, got {trials!r}")
+    if trials is None:
+        trials = raw.get("trials", grid_size or None)
+        if not isinstance(trials, int) or isinstance(trials, bool) or trials < 1:
+            raise spec.error("trials", f"expected a number of trials of 1 or more (or give --trials N), got {trials!r}")
+    elif trials < 1:
+        raise ConfigError(f"--trials must be at least 1, got {trials}")
+    # the grid sampler stops the study once every point is done
     spec.trials = min(trials, grid_size) if grid_size else trials
     return spec
 
@@ -401,13 +411,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str]) -> None:
     """Run (or resume) the search, then print and save the summary."""
     args, fit_args = parse_args(argv)
-    spec = load_spec(args.space)
-    if args.trials is not None:
-        if args.trials < 1:
-            raise ConfigError(f"--trials must be at least 1, got {args.trials}")
-        spec.trials = args.trials
-        if spec.sampler == "grid":  # the grid sampler stops the study once every point is done
-            spec.trials = min(args.trials, math.prod(len(p["choices"]) for p in spec.space.values()))
+    spec = load_spec(args.space, args.trials)
     for key in spec.space:
         if option_given(fit_args, key):
             raise ConfigError(f"--{key} is searched over in {spec.path}; leave it out of the fit options")
