@@ -52,6 +52,9 @@ def main(argv: Sequence[str]) -> None:
     """Train every member, then print the table of their validation metrics and the ensemble command."""
     args, fit_args = parse_args(argv)
     runs_root = runs_folder(member_args(fit_args, args.first_seed))  # every option checked before the first member
+    if option_given(fit_args, "seed_everything"):
+        print("bag: the --seed_everything given is every member's training seed; only their bootstrap resamples"
+              " differ (leave it out for training seeds FIRST_SEED + k)", file=sys.stderr)  # fmt: skip
     folder: Path | None = None
     members: list[dict[str, Any]] = []
     start = time.monotonic()
