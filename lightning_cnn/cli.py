@@ -35,7 +35,7 @@ from lightning_cnn.config_files import check_sections, config_paths, read_yaml
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.data.augment import AUGMENTATIONS
 from lightning_cnn.data.mix import MIXES
-from lightning_cnn.errors import ConfigError, user_error
+from lightning_cnn.errors import ConfigError, check_file, user_error
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
@@ -414,8 +414,7 @@ def check_config_files(args: list[str]) -> None:
     """
     for value in config_paths(args):
         path = Path(value)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {value} (resolved to {path.resolve()})")
+        check_file(path, "config file", f" (resolved to {path.resolve()})")
         content = read_yaml(path)
         if not isinstance(content, dict):
             kind = "empty" if content is None else f"a {type(content).__name__}, not a mapping of keys to values"

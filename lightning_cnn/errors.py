@@ -1,5 +1,9 @@
 """Errors a user can act on: the CLI prints their message as one line and exits non-zero."""
 
+from __future__ import annotations
+
+import os
+
 
 class LightningCnnError(Exception):
     """Base class for problems in the user's input (config, files, data), not bugs in our code."""
@@ -23,6 +27,14 @@ class MissingExtraError(LightningCnnError):
 
 class DivergedError(LightningCnnError):
     """The training loss became NaN or infinite; the run stops and keeps its last good checkpoint."""
+
+
+def check_file(path: str | os.PathLike, what: str, hint: str = "") -> None:
+    """One line when ``path``, a ``what`` file the user named, is missing (with ``hint``) or is a folder."""
+    if os.path.isdir(path):
+        raise ConfigError(f"{what} {path} is a folder; give a file")
+    if not os.path.isfile(path):
+        raise ConfigError(f"{what} not found: {path}{hint}")
 
 
 def user_error(err: BaseException) -> BaseException | None:

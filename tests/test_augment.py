@@ -3,6 +3,8 @@ different batch to batch, and applied to training batches only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import lightning as L
 import numpy as np
 import pytest
@@ -42,6 +44,8 @@ ZERO = {
     "AutoAugment": P.AutoAugment(p=0.0),
 }
 NAMES = sorted(A.AUGMENTATIONS)
+
+CONFIGS = Path(__file__).parent.parent / "configs"
 
 
 def test_every_augmentation_is_covered():
@@ -240,3 +244,19 @@ def test_preview_command_writes_the_grid_of_a_config(mnist_dir, tmp_path, capsys
     assert a.shape == b.shape == (2 * (84 + 12 + 2), 2 * (84 + 2), 3)
     assert not np.array_equal(a, b)  # the same batch (same seed), rotated in one and not the other
     assert "wrote" in capsys.readouterr().out
+
+
+BAD_PREVIEWS = [
+    (["--num_images", "0"], "--num_images must be 1 or more, got 0"),
+    (["--config", "."], "config file . is a folder; give a file"),
+]
+
+
+@pytest.mark.parametrize(("args", "message"), BAD_PREVIEWS)
+def test_preview_command_refuses_bad_options_in_one_line(tmp_path, capsys, args, message):
+    from lightning_cnn.training.preview import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--config", str(CONFIGS / "mnist" / "lenet5.yaml"), "--out", str(tmp_path / "a.png"), *args])
+    assert exit_.value.code == 1 and capsys.readouterr().err.strip() == f"error: {message}"
+    assert not (tmp_path / "a.png").exists()

@@ -97,6 +97,7 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         # missing, empty and wrong files
         (["--config", "{empty}/bad.yaml"], 1, ["config file {empty}/bad.yaml: invalid YAML at line 2"]),
         (["--config", "{empty}/empty.yaml"], 1, ["config file {empty}/empty.yaml is empty"]),
+        (["--config", "{empty}"], 1, ["config file {empty} is a folder; give a file"]),
         (["--ckpt_path", "{empty}/missing.ckpt"], 1, ["ckpt_path: checkpoint file not found: {empty}/missing.ckpt"]),
         (["--ckpt_path", "{empty}/not.ckpt"], 1, ["ckpt_path: {empty}/not.ckpt is not a PyTorch checkpoint"]),
         (["--model", "SimpleCNN", "--ckpt_path", "{ckpt}"], 1, ["holds a LeNet5, not a SimpleCNN", "--model LeNet5"]),

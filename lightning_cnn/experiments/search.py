@@ -38,7 +38,7 @@ except ImportError:  # Windows: no advisory locks; one search process per folder
     fcntl = None  # type: ignore[assignment]
 
 from lightning_cnn.config_files import read_yaml
-from lightning_cnn.errors import ConfigError, DivergedError
+from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.experiments.runner import option_given, run_fit, runs_folder
 from lightning_cnn.internals import fail_trial
 from lightning_cnn.models.base import METRICS
@@ -78,8 +78,7 @@ class SearchSpec:
 def load_spec(path: Path, trials: int | None = None) -> SearchSpec:
     """Read and check a search space file, with the command line's ``--trials`` (which replaces the file's
     ``trials``); any problem is one ``ConfigError`` line naming the file and key."""
-    if not path.is_file():
-        raise ConfigError(f"search space file not found: {path}")
+    check_file(path, "search space file")
     raw = read_yaml(path, "search space")
     if not isinstance(raw, dict):
         raise ConfigError(f"search space {path}: expected a mapping with keys {', '.join(SPEC_KEYS)}")
@@ -92,8 +91,10 @@ def load_spec(path: Path, trials: int | None = None) -> SearchSpec:
     if not isinstance(spec.base, list) or not all(isinstance(b, str) for b in spec.base):
         raise spec.error("base", "expected a list of config files")
     for file in spec.base:
-        if not Path(file).is_file():
-            raise spec.error("base", f"config file not found: {file} (paths are relative to the current folder)")
+        try:
+            check_file(file, "config file", " (paths are relative to the current folder)")
+        except ConfigError as err:
+            raise spec.error("base", str(err)) from None
     spec.metric = raw.get("metric", "val/acc")
     logged = [metric for metric in METRICS if metric.startswith("val/")]
     if spec.metric not in logged:

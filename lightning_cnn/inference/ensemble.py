@@ -21,7 +21,7 @@ from torch import Tensor
 
 from lightning_cnn.checkpoints import class_of
 from lightning_cnn.data import ImageDataModule
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import ConfigError, check_file
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
 from lightning_cnn.tool_options import add_device_option, format_table, resolve_device
@@ -74,8 +74,7 @@ def data_settings(first: TrainedModel, config: str | None, overrides: dict[str, 
     init_args = {k: v for k, v in first.datamodule_hparams.items() if k not in TRAINING_ONLY}
     if config:
         path = Path(config)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {config}")
+        check_file(path, "config file")
         data = (yaml.safe_load(path.read_text()) or {}).get("data")
         if isinstance(data, dict):
             if data.get("class_path") and data["class_path"] != class_path:

@@ -22,7 +22,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
-from lightning_cnn.errors import ConfigError, DivergedError
+from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.internals import NormBase
 from lightning_cnn.models.losses import ClassificationLoss, CrossEntropyLoss, balanced_weights
 from lightning_cnn.registry import Registry
@@ -171,8 +171,7 @@ class ImageClassifier(LightningModule):
             from lightning_cnn.checkpoints import checkpoint_model, class_of
 
             path = Path(checkpoint_path)
-            if not path.is_file():
-                raise ConfigError(f"checkpoint file not found: {path}")
+            check_file(path, "checkpoint file")
             concrete = class_of(checkpoint_model(path), ImageClassifier, "model", path)
             return concrete.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from lightning_cnn.data import ImageDataModule
-from lightning_cnn.errors import ConfigError, LightningCnnError
+from lightning_cnn.errors import ConfigError, LightningCnnError, check_file
 from lightning_cnn.training.loggers import log_image
 
 CAPTION = 12  # pixels of caption under each tile
@@ -149,8 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_images", type=int, default=32, help="images in the grid")
     args, overrides = parser.parse_known_args(argv)
     try:
-        if not args.config.is_file():
-            raise ConfigError(f"config file not found: {args.config}")
+        check_file(args.config, "config file")
+        if args.num_images < 1:
+            raise ConfigError(f"--num_images must be 1 or more, got {args.num_images}")
         path = write_preview(args.config, args.out, args.num_images, overrides)
     except LightningCnnError as err:
         sys.stderr.write(f"error: {' '.join(str(err).split())}\n")
