@@ -489,10 +489,9 @@ def md_experiments(record: dict[str, Any]) -> list[str]:
     kfold, search = record["kfold"], record["search"]
     folds = ", ".join(f"{value:.4f}" for value in kfold["folds"])
     best = next((t for t in search["trials"] if t["state"] == "complete"), None)  # search.csv lists the best first
-    fixed = ("trial", "state", "val/acc", "epochs", "seconds", "run_dir")
 
     def values(trial: dict[str, str]) -> str:  # the searched options by their last name: lr 0.00334, batch_size 64
-        return ", ".join(f"{key.split('.')[-1]} {float(v):.3g}" for key, v in trial.items() if key not in fixed and v)
+        return ", ".join(f"{key.split('.')[-1]} {float(trial[key]):.3g}" for key in search["options"] if trial[key])
 
     found = f"best val/acc {float(best['val/acc']):.4f}: {values(best)} (trial {best['trial']})" if best else "none"
     trials = sorted(search["trials"], key=lambda t: int(t["trial"]))

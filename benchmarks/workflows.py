@@ -30,6 +30,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from benchmarks.common import CIFAR_JPEG, ROOT, TrainTimer, machine
 
 MNIST_RECIPE = "configs/mnist/lenet5.yaml"
@@ -181,10 +183,11 @@ def experiments(extra: list[str], in_process: bool = False) -> dict[str, Any]:
         search_s = command("search", *SEARCH, *root, *extra)
         with open(next(Path(tmp).glob("lightning_logs/search_*/search.csv")), newline="") as f:
             trials = list(csv.DictReader(f))
+    space = yaml.safe_load((ROOT / SEARCH[SEARCH.index("--space") + 1]).read_text())["space"]
     return {
         "kfold": {"command": " ".join(KFOLD), "seconds": kfold_s, "mean": kfold["mean"], "std": kfold["std"],
                   "folds": [run["metrics"]["val/acc"] for run in kfold["runs"]]},
-        "search": {"command": " ".join(SEARCH), "seconds": search_s, "trials": trials},
+        "search": {"command": " ".join(SEARCH), "seconds": search_s, "trials": trials, "options": list(space)},
     }  # fmt: skip
 
 
