@@ -334,6 +334,8 @@ class CNNLightningCLI(LightningCLI):
     def _after_failure(self, err: BaseException) -> None:
         folder = self._run_folder
         created = folder.path if folder.claimed else None
+        if created is None and self.trainer.global_step == 0:
+            return  # stopped before it trained or made a folder: the run it names is as it was
         if created and self.trainer.global_step == 0 and remove_if_untrained(created):
             return
         run_dir = created or self._resumed_run
@@ -357,9 +359,15 @@ class CNNLightningCLI(LightningCLI):
                 check_monitor(
                     f"{key}.monitor", monitor, getattr(callback, "mode", None), getattr(self.model, "num_classes", None)
                 )
-        ckpt_path = self.config.fit.get("ckpt_path")
+        self._check_weights_fit()
+
+    def _check_weights_fit(self) -> None:
+        """Fail before anything runs or is written when the checkpoint's weights do not fit the configured model."""
+        ckpt_path = self._subcommand_config().get("ckpt_path")
         if ckpt_path:
             check_weights_fit(Path(ckpt_path), self.model)
+
+    before_validate = before_test = before_predict = _check_weights_fit
 
     def after_fit(self) -> None:
         if not self.config.fit.get("test_after_fit"):

@@ -77,6 +77,24 @@ def test_a_file_that_is_not_a_lightning_checkpoint_is_one_line_for_every_command
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
 
 
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test", "predict"])
+def test_weights_that_do_not_fit_the_model_are_one_line_and_the_run_stays_as_it_was(
+    run_cli, mnist_dir, tmp_path, subcommand
+):
+    common = ("--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *SHORT)
+    assert run_cli("fit", "--trainer.max_epochs", 1, *common)[0] == 0
+    run = tmp_path / "lightning_logs" / "version_0"
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    # padding 0 gives LeNet-5 smaller feature maps, so its first linear layer takes fewer inputs
+    code, err = run_cli(subcommand, "--config", run / "config.yaml", "--ckpt_path", "last", "--model.padding", 0)
+    assert code == 1
+    line = error_line(err)
+    assert "the checkpoint's weights do not fit this model (size mismatch for net." in line, line
+    assert "is kept" not in err  # nothing ran: no word about keeping a folder
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert [p.name for p in run.parent.iterdir()] == ["version_0"]
+
+
 @pytest.mark.parametrize("accelerator", ["gpu", "mps", "tpu"])
 def test_an_absent_accelerator_names_the_key_and_what_is_there(run_cli, mnist_dir, tmp_path, monkeypatch, accelerator):
     monkeypatch.setattr(cli, "available_devices", lambda: {"cpu": 1})
