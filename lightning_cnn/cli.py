@@ -228,6 +228,13 @@ class CNNLightningCLI(LightningCLI):
         if self.subcommand == "fit":
             lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
+            saved = run_dir / "config.yaml"
+            changed = preflight.changed_options(read_yaml(saved) or {}, config) if saved.is_file() else []
+            if changed:
+                rank_zero_info(
+                    f"Resuming with model and data options other than those its weights were trained with (its"
+                    f" config.yaml): {'; '.join(changed[:5])}{'; ...' if len(changed) > 5 else ''}"
+                )
         self._run_version = run_version(run_dir)
 
     def instantiate_classes(self) -> None:

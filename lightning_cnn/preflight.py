@@ -35,7 +35,7 @@ STAND_IN_STEPS = 10_000
 SCHEDULER_STEPS = 3
 
 
-def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
+def config_leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     """(dotted key, value) of every leaf in a parsed config; ``init_args`` is left out of keys, as on the command
     line (``model.optimizer.lr``)."""
     if isinstance(value, Namespace):
@@ -43,18 +43,31 @@ def _leaves(value: Any, prefix: str) -> Iterator[tuple[str, Any]]:
     if isinstance(value, Mapping):
         for key, item in value.items():
             name = prefix if key == "init_args" else f"{prefix}.{key}" if prefix else str(key)
-            yield from _leaves(item, name)
+            yield from config_leaves(item, name)
     elif isinstance(value, (list, tuple)):
         for i, item in enumerate(value):
-            yield from _leaves(item, f"{prefix}[{i}]")
+            yield from config_leaves(item, f"{prefix}[{i}]")
     else:
         yield prefix, value
+
+
+def changed_options(saved: Mapping[str, Any], config: Namespace) -> list[str]:
+    """``key: old → new`` for every model and data option (those a checkpoint's weights were trained with) whose
+    value in ``config`` differs from the one in ``saved`` (a run's config.yaml); the linked shape is left out."""
+    sections = ("model", "data")
+    old = dict(config_leaves({k: saved.get(k) for k in sections}, ""))
+    new = dict(config_leaves({k: config.get(k) for k in sections}, ""))
+    return [
+        f"{key}: {old[key]!r} → {new[key]!r}"
+        for key in old
+        if key in new and old[key] != new[key] and key.rsplit(".", 1)[-1] not in LINKED
+    ]
 
 
 def check_numbers(config: Namespace) -> None:
     """No setting is NaN or infinite: no option of a model, data module, optimizer, schedule, callback or trainer
     means anything with them, and most fail only after the run folder is written (or train to NaN)."""
-    for key, value in _leaves(config, ""):
+    for key, value in config_leaves(config, ""):
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{key}: {value} is not allowed; give a finite number")
 

@@ -4,6 +4,7 @@ advice names only checkpoints that exist."""
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -145,3 +146,15 @@ def test_test_and_predict_write_into_the_folder_of_the_run_they_evaluate(run_cli
     assert {"metrics.json", "predictions.csv", "config_test_1.yaml", "config_predict_1.yaml"} <= {
         p.name for p in run.iterdir()
     }
+
+
+def test_resuming_with_other_model_or_data_options_says_which(run_cli, mnist_dir, tmp_path, caplog):
+    run = tiny_run(run_cli, tmp_path, mnist_dir)
+    caplog.set_level(logging.INFO)
+    resume = ("fit", "--config", run / "config.yaml", "--ckpt_path", "last")
+    assert run_cli(*resume, "--trainer.max_epochs", 2)[0] == 0
+    assert "other than those its weights were trained with" not in caplog.text  # more epochs: nothing to say
+    code, err = run_cli(*resume, "--trainer.max_epochs", 3, "--model.activation", "tanh", "--data.batch_size", 8)
+    assert code == 0, err
+    note = next(r.getMessage() for r in caplog.records if "other than those its weights" in r.getMessage())
+    assert note.endswith("model.activation: 'relu' → 'tanh'; data.batch_size: 16 → 8"), note
