@@ -6,6 +6,7 @@ Whatever goes wrong ends as one ``error:`` line and a non-zero exit; ``LIGHTNING
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
@@ -62,6 +63,19 @@ def usage() -> str:
     return "\n".join(lines)
 
 
+# what to do about a file-system error, by its errno; any other: the generic advice
+OS_ERROR_ADVICE = {
+    errno.ENOSPC: "free space or choose another folder",
+    errno.EDQUOT: "free space or choose another folder",
+    errno.EACCES: "fix its permissions or choose another folder",
+    errno.EPERM: "fix its permissions or choose another folder",
+    errno.EROFS: "the file system is read-only: choose another folder",
+    errno.EEXIST: "a file stands where a folder is needed: move it or choose another path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+    errno.EISDIR: "that is a folder: give the path of a file in it",
+}
+
+
 def describe(err: BaseException) -> str:
     """One line for any exception: the user-facing message where there is one, else what failed and on which
     path, else the exception itself with the way to its traceback; then what a failed run kept."""
@@ -81,7 +95,8 @@ def _describe(err: BaseException) -> str:
         path = os_error.filename or ""
         path2 = f" -> {os_error.filename2}" if os_error.filename2 else ""
         where = f": {path}{path2}" if path else ""
-        return f"{os_error.strerror}{where}; free space, fix permissions or choose another folder"
+        advice = OS_ERROR_ADVICE.get(os_error.errno, "free space, fix permissions or choose another folder")
+        return f"{os_error.strerror}{where}; {advice}"
     text = " ".join(str(err).split())[:300]
     return f"{type(err).__name__}: {text} (set {DEBUG_ENV_VAR}=1 for the traceback)"
 

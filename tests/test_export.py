@@ -78,6 +78,13 @@ def test_export_command(mnist_dir, tmp_path, capsys):
     loaded = torch.jit.load(str(out.with_suffix(".pt")))
     assert torch.allclose(loaded(pixels.float() / 255).softmax(1), torch.from_numpy(expected), atol=1e-5)
 
+    # an output under a file, or a folder as the output: the reason and what to do about that reason
+    for output, advice in [(out / "m.onnx", "a file stands where a folder"), (out.parent, "give the path of")]:
+        with pytest.raises(SystemExit):
+            main(["export", "--ckpt_path", str(run), "--output", str(output)])
+        (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+        assert line.startswith("error: ") and advice in line, line
+
 
 def test_export_of_a_missing_checkpoint_is_one_line(run_cli, tmp_path):
     code, err = run_cli("export", "--ckpt_path", tmp_path / "nothing.ckpt")
