@@ -1,13 +1,28 @@
-"""What the tools share: the ``--device`` option and how their results are printed (aligned tables) and saved
-(CSV), so every tool looks and behaves alike."""
+"""What the tools share: their argument parser, the ``--device`` option and how their results are printed (aligned
+tables) and saved (CSV), so every tool looks and behaves alike."""
 
 from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
+
+
+class ToolParser(argparse.ArgumentParser):
+    """A tool's argument parser: a usage mistake is one ``error:`` line and a hint, exit 2, as for ``fit``; options
+    are never taken from abbreviations (``--member`` is not ``--members``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"allow_abbrev": False, **kwargs})
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(
+            f"error: {self.prog}: {' '.join(message.split())}\nhint: '{self.prog} --help' lists every option\n"
+        )
+        sys.exit(2)
 
 
 def add_device_option(parser: argparse.ArgumentParser) -> None:

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from lightning_cnn.cli import cli_main
+from lightning_cnn.commands import TOOLS
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.models.base import ImageClassifier
 from lightning_cnn.training.callbacks import BATCH_HOOKS
@@ -191,3 +192,13 @@ def test_callbacks_get_every_batch_hook_they_implement_and_the_no_ops_are_skippe
         for hook in BATCH_HOOKS:
             implemented = getattr(type(callback), hook) is not getattr(L.Callback, hook)
             assert callable(getattr(callback, hook)) == implemented, (type(callback).__name__, hook)
+
+
+@pytest.mark.parametrize("tool", sorted(TOOLS))
+def test_a_usage_mistake_in_any_tool_is_one_error_line_and_a_hint(run_cli, tool, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing a tool could write lands in the project
+    code, err = run_cli(tool, "--no_such_option")
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
+    assert not any(tmp_path.iterdir())

@@ -20,15 +20,14 @@ from typing import Any
 
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.experiments.runner import claim_folder, option_given, run_fit, runs_folder
-from lightning_cnn.tool_options import format_table
+from lightning_cnn.tool_options import ToolParser, format_table
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="lightning-cnn bag",
         description="Bagging: train K members, each on a bootstrap resample of the training split, then evaluate"
         " them with 'lightning-cnn ensemble'. Every other option is a fit option (see 'lightning-cnn fit --help').",
-        allow_abbrev=False,
     )
     parser.add_argument("--members", type=int, default=5, help="number of members K (default: %(default)s)")
     parser.add_argument("--first_seed", type=int, default=0, help="member k uses seed FIRST_SEED + k (default: 0)")

@@ -21,15 +21,14 @@ from typing import Any
 
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.experiments.runner import claim_folder, option_given, run_fit, runs_folder
-from lightning_cnn.tool_options import format_table, write_csv
+from lightning_cnn.tool_options import ToolParser, format_table, write_csv
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="lightning-cnn kfold",
         description="k-fold cross-validation: one fit per fold, then each fold's val/* metrics and their mean ± std."
         " Every other option is a fit option (see 'python -m lightning_cnn fit --help').",
-        allow_abbrev=False,
     )
     parser.add_argument("--folds", type=int, default=None, help="number of folds (data.num_folds); default 5")
     parser.add_argument(

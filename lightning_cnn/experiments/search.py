@@ -42,7 +42,7 @@ from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.experiments.runner import option_given, run_fit, runs_folder
 from lightning_cnn.internals import fail_trial
 from lightning_cnn.models.base import METRICS
-from lightning_cnn.tool_options import format_table, write_csv
+from lightning_cnn.tool_options import ToolParser, format_table, write_csv
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("median", "none")
@@ -397,11 +397,10 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="lightning-cnn search",
         description="Hyper-parameter search with Optuna over fit options; every other option is a fit option"
         " given to every trial (see 'python -m lightning_cnn fit --help').",
-        allow_abbrev=False,
     )
     parser.add_argument("--space", required=True, type=Path, help="the search space file, e.g. configs/search/*.yaml")
     parser.add_argument("--trials", type=int, help="number of finished trials wanted; default the file's 'trials'")

@@ -24,7 +24,7 @@ from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, check_file
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
-from lightning_cnn.tool_options import add_device_option, format_table, resolve_device
+from lightning_cnn.tool_options import ToolParser, add_device_option, format_table, resolve_device
 
 # data module settings that only matter for training (a bootstrap resample changes the training images alone)
 TRAINING_ONLY = ("augment", "bootstrap_seed", "_instantiator", "_class_path")
@@ -34,7 +34,7 @@ SPLIT_KEYS = ("val_size", "split_seed", "fold", "num_folds")
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:
     """The options, and the ``--data.KEY VALUE`` overrides (values read as YAML: ``64``, ``true``, ``[1, 2]``)."""
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="lightning-cnn ensemble",
         description="Test several trained runs, the average of their softmax outputs (bagging for members trained on"
         " bootstrap resamples) and their stacking (a logistic regression fit on their validation outputs) on the test"

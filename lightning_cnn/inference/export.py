@@ -9,7 +9,6 @@ built in.
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import sys
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import LightningCnnError
 from lightning_cnn.inference.trained import Preprocessing, load_trained
+from lightning_cnn.tool_options import ToolParser
 
 TOLERANCE = 1e-4  # largest absolute logit difference accepted between the exported model and PyTorch
 
@@ -129,7 +129,7 @@ def export_model(
 
 
 def main(argv: Sequence[str]) -> None:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="lightning-cnn export",
         description="Export a trained run to ONNX (dynamic batch axis, normalization built in: input float32 "
         "images in [0, 1] at the training size, output logits) and check it against PyTorch with onnxruntime.",

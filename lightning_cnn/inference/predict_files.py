@@ -23,13 +23,13 @@ from PIL import Image
 from lightning_cnn.data.image_files import decode_files
 from lightning_cnn.errors import ConfigError, DataNotFoundError
 from lightning_cnn.inference.trained import TrainedModel, load_trained
-from lightning_cnn.tool_options import add_device_option, resolve_device
+from lightning_cnn.tool_options import ToolParser, add_device_option, resolve_device
 
 DECODE_BLOCK = 2000  # files decoded (in parallel) and predicted at a time: bounds memory for any number of files
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
+    parser = ToolParser(
         prog="lightning-cnn predict-files",
         description="Predict the class of image files (PNG, JPEG, ... any size or mode) with a trained run; "
         "write one CSV row per file. Unreadable files are reported on stderr and skipped.",

@@ -6,7 +6,6 @@ Everything comes from what a run leaves in its folder: ``config.yaml`` (name, ta
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import sys
@@ -17,7 +16,7 @@ import yaml
 
 from lightning_cnn.checkpoints import LAST, RUNS_FOLDER, read_checkpoint, run_version, runs_under
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.tool_options import format_table
+from lightning_cnn.tool_options import ToolParser, format_table
 
 COLUMNS = ["version", "name", "tags", "model", "data", "epochs", "best val/acc", "test/acc"]
 
@@ -77,7 +76,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """``lightning-cnn runs [ROOT] [--csv]``."""
-    parser = argparse.ArgumentParser(prog="lightning-cnn runs", description=__doc__.splitlines()[0])
+    parser = ToolParser(prog="lightning-cnn runs", description=__doc__.splitlines()[0])
     parser.add_argument("root", nargs="?", type=Path, default=Path("."), help="a default_root_dir (default: .)")
     parser.add_argument("--csv", action="store_true", help="write CSV instead of a table")
     args = parser.parse_args(argv)

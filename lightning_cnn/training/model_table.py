@@ -9,7 +9,6 @@ multiply-add of the conv and linear layers (what dominates); activations, poolin
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
@@ -19,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from lightning_cnn.data import DATAMODULES
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier
+from lightning_cnn.tool_options import ToolParser
 
 SHAPES = {"MNIST": (1, 28, 28), "CIFAR-10": (3, 32, 32)}
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -120,7 +120,7 @@ def recipe_table(rows: list[dict[str, object]]) -> str:
 
 
 def main(args: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="lightning-cnn models", description=__doc__.splitlines()[0])
+    parser = ToolParser(prog="lightning-cnn models", description=__doc__.splitlines()[0])
     parser.add_argument("--recipes", action="store_true", help="one row per recipe under configs/, with its options")
     if parser.parse_args(args).recipes:
         print(recipe_table(recipe_rows()))

@@ -7,7 +7,6 @@ config without training anything.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -23,6 +22,7 @@ from torch import Tensor
 
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, LightningCnnError, check_file
+from lightning_cnn.tool_options import ToolParser
 from lightning_cnn.training.loggers import log_image
 
 CAPTION = 12  # pixels of caption under each tile
@@ -143,7 +143,7 @@ def write_preview(config_path: Path, out: Path, num_images: int = 32, overrides:
 
 def main(argv: list[str] | None = None) -> None:
     """``lightning-cnn preview --config CONFIG --out grid.png [--num_images N] [--data.KEY VALUE ...]``."""
-    parser = argparse.ArgumentParser(prog="lightning-cnn preview", description=__doc__.splitlines()[0])
+    parser = ToolParser(prog="lightning-cnn preview", description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, required=True, help="a recipe or a run's saved config.yaml")
     parser.add_argument("--out", type=Path, default=Path("augmentations.png"), help="PNG file to write")
     parser.add_argument("--num_images", type=int, default=32, help="images in the grid")
