@@ -54,7 +54,11 @@ warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 
 
 class ArgumentParser(LightningArgumentParser):
-    """A parser whose errors are one line (plus a hint), not jsonargparse's wall of union-type messages."""
+    """A parser whose errors are one line (plus a hint), not jsonargparse's wall of union-type messages, and that
+    never takes an option from an abbreviation (``--trainer.max_ep`` is a typo, not ``max_epochs``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str, ex: Exception | None = None) -> None:  # type: ignore[override]
         if not getattr(self, "exit_on_error", True):

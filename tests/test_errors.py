@@ -62,6 +62,7 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         ),
         # typos in keys and class paths
         (["--trainer.max_epochz", "3"], 2, ["unrecognized arguments: --trainer.max_epochz"]),
+        (["--trainer.max_ep", "3"], 2, ["unrecognized arguments: --trainer.max_ep"]),  # no abbreviations
         (["--model.optimizer.lrr", "0.1"], 2, ["model.optimizer: Adam has no option 'lrr'"]),
         (["--model", "lightning_cnn.models.LeNet6"], 2, ["model: unknown class 'lightning_cnn.models.LeNet6'"]),
         # wrong types and values out of range
