@@ -104,6 +104,16 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         (["--model", "SimpleCNN", "--ckpt_path", "{ckpt}"], 1, ["holds a LeNet5, not a SimpleCNN", "--model LeNet5"]),
         (["--data", "ImageFolderDataModule", "--data.root", "{empty}"], 1, ["no class sub-folders in {empty}"]),
         (
+            ["--data", "ImageFolderDataModule", "--data.root", "{empty}", "--data.train_dir", "trian"],
+            1,
+            ["data.train_dir: no folder trian in {empty}", "relative to data.root"],
+        ),
+        (
+            ["--data", "ImageFolderDataModule", "--data.root", "{empty}/bad.yaml"],
+            1,
+            ["data.root: {empty}/bad.yaml is a file, not a folder or a .tar.gz, .tgz or .tar archive"],
+        ),
+        (
             ["--data", "CIFAR10DataModule", "--data.data_dir", "{empty}", "--data.download", "false"],
             1,
             ["CIFAR-10 not found", "{empty}/cifar-10-batches-py"],

@@ -123,6 +123,13 @@ class ImageFolderDataModule(ImageDataModule):
         self.root = self._resolve_root(root)
         self.train_folder = self.root / train_dir
         self.test_folder = self.root / test_dir if test_dir is not None else None
+        for key, folder in (("train_dir", self.train_folder), ("test_dir", self.test_folder)):
+            if folder is not None and not folder.is_dir():
+                there = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
+                raise DataNotFoundError(
+                    f"data.{key}: no folder {folder.relative_to(self.root)} in {self.root} (its folders:"
+                    f" {', '.join(there) or 'none'}); give the folder of class sub-folders, relative to data.root"
+                )
         self.classes = tuple(class_folders(self.train_folder))
         if len(self.classes) < 2:
             raise ConfigError(
@@ -151,6 +158,11 @@ class ImageFolderDataModule(ImageDataModule):
         found = next((p for p in candidates if p.exists()), None)
         if found is None:
             raise DataNotFoundError(f"data.root not found: {root} (looked in {', '.join(map(str, candidates))})")
+        if found.is_file() and not is_archive(found):
+            raise ConfigError(
+                f"data.root: {found} is a file, not a folder or a .tar.gz, .tgz or .tar archive of one (unpack other"
+                " archives, such as .zip, and give the folder)"
+            )
         return unpack_archive(found, self.cache_dir) if is_archive(found) else found
 
     # --- normalization statistics --------------------------------------------------------------
