@@ -9,6 +9,7 @@ A run folder is ``<root>/lightning_logs/version_N`` with ``config.yaml`` and ``c
 from __future__ import annotations
 
 import importlib
+import warnings
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,19 +49,24 @@ def newest_run(runs: Path) -> Path | None:
     return found[-1].parent.parent if found else None
 
 
-def recorded_best(last: Path) -> Path | None:
-    """The best checkpoint recorded by the checkpoint callback in ``last``: the file of that name beside ``last``
-    (the run's own, also when its folder was copied or moved), else where it was written."""
+def _recorded_best_path(last: Path) -> str | None:
+    """The best checkpoint's path as the checkpoint callback in ``last`` recorded it, if it recorded one."""
     try:
         state = read_checkpoint(last, mmap=True).get("callbacks", {})
     except ConfigError:  # an unreadable last.ckpt is reported when it is loaded
         return None
-    for value in state.values():
-        best = value.get("best_model_path") if isinstance(value, dict) else None
-        if best:
-            for candidate in (last.parent / Path(best).name, Path(best)):
-                if candidate.is_file():
-                    return candidate
+    paths = (value.get("best_model_path") for value in state.values() if isinstance(value, dict))
+    return next((path for path in paths if path), None)
+
+
+def recorded_best(last: Path) -> Path | None:
+    """The best checkpoint recorded by the checkpoint callback in ``last``: the file of that name beside ``last``
+    (the run's own, also when its folder was copied or moved), else where it was written."""
+    best = _recorded_best_path(last)
+    if best:
+        for candidate in (last.parent / Path(best).name, Path(best)):
+            if candidate.is_file():
+                return candidate
     return None
 
 
@@ -91,7 +97,10 @@ def resolve_checkpoint(path: str | Path) -> Path:
     folder = given / "checkpoints" if (given / "checkpoints").is_dir() else given
     last = folder / LAST
     if last.is_file():
-        return recorded_best(last) or last
+        best = recorded_best(last)
+        if best is None and _recorded_best_path(last):
+            warnings.warn(f"the best checkpoint {last} records is gone; using {last}", stacklevel=2)
+        return best or last
     found = sorted(folder.glob("*.ckpt"))
     if len(found) == 1:
         return found[0]

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_cnn.checkpoints import resolve_checkpoint, run_checkpoint
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import LeNet5, SimpleCNN
 from lightning_cnn.models.base import ImageClassifier
@@ -71,3 +72,15 @@ def test_the_base_class_loads_the_architecture_a_checkpoint_records(mnist_dir, t
     assert all(torch.equal(model.state_dict()[k], v) for k, v in saved.items())
     with pytest.raises(ConfigError, match="checkpoint file not found"):
         ImageClassifier.load_from_checkpoint(tmp_path / "missing.ckpt")
+
+
+def test_a_run_folder_whose_best_checkpoint_is_gone_gives_last_with_a_warning(mnist_dir, tmp_path):
+    run = fit_tiny_run(tmp_path, ["--data.data_dir", str(mnist_dir)])
+    last = run / "checkpoints" / "last.ckpt"
+    assert resolve_checkpoint(run) != last  # the best one, while it is there
+    for path in (run / "checkpoints").glob("epoch*.ckpt"):
+        path.unlink()
+    with pytest.warns(UserWarning, match="the best checkpoint .* records is gone; using"):
+        assert resolve_checkpoint(run) == last
+    with pytest.raises(ConfigError, match="'best' is not recorded in .* \\(or its file is gone\\)"):
+        run_checkpoint(run, "best")  # asked for by name: an error, not another file
