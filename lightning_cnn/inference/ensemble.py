@@ -107,7 +107,17 @@ def load_splits(class_path: str, init_args: dict[str, Any], path: Path) -> tuple
 
 
 def check_members(members: Sequence[TrainedModel]) -> None:
-    """Members must classify the same images into the same classes for their outputs to be averaged."""
+    """Members must be distinct checkpoints that classify the same images into the same classes for their outputs
+    to be averaged."""
+    seen: dict[Path, Path] = {}
+    for member in members:
+        path = Path(member.checkpoint_path)
+        if path.resolve() in seen:
+            raise ConfigError(
+                f"ensemble: {path} is given twice (as {seen[path.resolve()]} before); give each member once, as a"
+                " run folder or a checkpoint file"
+            )
+        seen[path.resolve()] = path
     first = members[0]
     for member in members[1:]:
         for what in ("classes", "input_shape"):
