@@ -232,13 +232,7 @@ class CNNLightningCLI(LightningCLI):
         if self.subcommand == "fit":
             lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
-            saved = run_dir / "config.yaml"
-            changed = preflight.changed_options(read_yaml(saved) or {}, config) if saved.is_file() else []
-            if changed:
-                rank_zero_info(
-                    f"Resuming with model and data options other than those its weights were trained with (its"
-                    f" config.yaml): {'; '.join(changed[:5])}{'; ...' if len(changed) > 5 else ''}"
-                )
+            note_changed_options(run_dir, config)
         self._run_version = run_version(run_dir)
 
     def instantiate_classes(self) -> None:
@@ -284,7 +278,7 @@ class CNNLightningCLI(LightningCLI):
             loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
         resume = getattr(self, "_run_version", None)
         self._run_folder = folder = RunFolder(root, resume)
-        self._resumed_run = None if resume is None else folder.path
+        self._existing_run = None if resume is None else folder.path
         labels = self._get(self.config, "run_name"), self._get(self.config, "tags", default=[]) or []
         for each in loggers:
             if isinstance(each, PlacedLogger):
@@ -302,12 +296,12 @@ class CNNLightningCLI(LightningCLI):
         config["logger"] = loggers or False
         if self.subcommand == "predict":
             callbacks.append(PredictionCSV())
-        if self._resumed_run is not None:  # the run's config.yaml stays; this command's config goes beside it
+        if self._existing_run is not None:  # the run's config.yaml stays; this command's config goes beside it
             kind = "resumed" if self.subcommand == "fit" else self.subcommand
-            n = 1 + sum(1 for _ in self._resumed_run.glob(f"config_{kind}_*.yaml"))
+            n = 1 + sum(1 for _ in self._existing_run.glob(f"config_{kind}_*.yaml"))
             self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_{kind}_{n}.yaml"}
             if self.subcommand == "fit":
-                callbacks.append(ScheduleResumeNote(self._resumed_run / f"config_{kind}_{n}.yaml"))
+                callbacks.append(ScheduleResumeNote(self._existing_run / f"config_{kind}_{n}.yaml"))
         callbacks.append(RunLabels())
         progress = progress_callback(
             self._get(self.config, "progress", default="auto"),
@@ -349,7 +343,7 @@ class CNNLightningCLI(LightningCLI):
             return  # stopped before it trained or made a folder: the run it names is as it was
         if created and self.trainer.global_step == 0 and remove_if_untrained(created):
             return
-        run_dir = created or self._resumed_run
+        run_dir = created or self._existing_run
         if not isinstance(err, Exception) or run_dir is None or not run_dir.is_dir():
             return
         callback = self.trainer.checkpoint_callback
@@ -493,6 +487,18 @@ def check_checkpoint_model(path: Path, model_class_path: str | None) -> None:
                 f" give --model {saved.rsplit('.', 1)[-1]} (or the run's own config.yaml with --config)"
             )
         rank_zero_info(f"ckpt_path: {path} holds a {saved}; using that model")
+
+
+def note_changed_options(run_dir: Path, config: Any) -> None:
+    """Say which model and data options of a resumed run differ from its ``config.yaml``: its weights were trained
+    with the old ones."""
+    saved = run_dir / "config.yaml"
+    changed = preflight.changed_options(read_yaml(saved) or {}, config) if saved.is_file() else []
+    if changed:
+        rank_zero_info(
+            "Resuming with model and data options other than those its weights were trained with (its config.yaml):"
+            f" {'; '.join(changed[:5])}{'; ...' if len(changed) > 5 else ''}"
+        )
 
 
 def check_weights_fit(path: Path, model: torch.nn.Module) -> None:
