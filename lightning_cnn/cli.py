@@ -31,7 +31,7 @@ from lightning_cnn.checkpoints import (
     run_version,
     runs_under,
 )
-from lightning_cnn.config_files import check_sections, config_paths, read_yaml
+from lightning_cnn.config_files import check_sections, config_paths, option_given, read_yaml
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.data.augment import AUGMENTATIONS
 from lightning_cnn.data.mix import MIXES
@@ -158,8 +158,11 @@ class CNNLightningCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check what the parser cannot (ranges, finite numbers) before the seed is set or anything is
         built."""
+        given = list(sys.argv[1:] if args is None else args) if isinstance(args, list) or args is None else []
         if isinstance(args, list) or args is None:
-            self._preflight(self._check_config_sections, list(sys.argv[1:] if args is None else args))
+            self._preflight(self._check_config_sections, given)
+        # a root on the command line is where the user wants this command's output, also for a trained run's files
+        self._root_given = option_given(given, "trainer.default_root_dir")
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         self._preflight(preflight.check_config, self.config[subcommand] if subcommand else self.config)
@@ -224,7 +227,7 @@ class CNNLightningCLI(LightningCLI):
         run_dir = path.resolve().parent.parent
         if path.parent.name != "checkpoints" or run_version(run_dir) < 0:
             return  # a checkpoint file outside a run folder: a new run starts from its weights
-        if given_run is not None and given_run.resolve() == run_dir:
+        if given_run is not None and given_run.resolve() == run_dir and not getattr(self, "_root_given", False):
             # the saved default_root_dir is where the run was trained; a copied or moved run goes on where it is
             config.trainer.default_root_dir = str(run_dir.parent.parent)
         elif run_dir.parent != runs.resolve():

@@ -6,6 +6,7 @@ here that is an error naming the key, the file and both lines.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,8 @@ def check_sections(content: dict[str, Any], groups: list[str], classes: list[str
             f"config file {path}: {key}: expected a mapping of {key} options (or the path of a YAML file of them),"
             f" got {kind}: {value!r}"
         )
+
+
+def option_given(args: Sequence[str], key: str) -> bool:
+    """Whether ``--KEY`` is among the fit options ``args`` (as ``--KEY VALUE`` or ``--KEY=VALUE``)."""
+    return any(str(a) == f"--{key}" or str(a).startswith(f"--{key}=") for a in args)

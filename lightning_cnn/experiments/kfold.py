@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_cnn.config_files import option_given
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.experiments.runner import claim_folder, option_given, run_fit, runs_folder
+from lightning_cnn.experiments.runner import claim_folder, run_fit, runs_folder
 from lightning_cnn.tool_options import ToolParser, format_table, write_csv
 
 

@@ -108,8 +108,3 @@ def claim_folder(parent: Path, prefix: str) -> Path:
         except FileExistsError:
             continue
     raise ConfigError(f"cannot create a new {prefix}_* folder in {parent}")
-
-
-def option_given(args: Sequence[str], key: str) -> bool:
-    """Whether ``--KEY`` is among the fit options ``args`` (as ``--KEY VALUE`` or ``--KEY=VALUE``)."""
-    return any(str(a) == f"--{key}" or str(a).startswith(f"--{key}=") for a in args)

@@ -37,9 +37,9 @@ try:
 except ImportError:  # Windows: no advisory locks; one search process per folder there
     fcntl = None  # type: ignore[assignment]
 
-from lightning_cnn.config_files import read_yaml
+from lightning_cnn.config_files import option_given, read_yaml
 from lightning_cnn.errors import ConfigError, DivergedError, check_file
-from lightning_cnn.experiments.runner import option_given, run_fit, runs_folder
+from lightning_cnn.experiments.runner import run_fit, runs_folder
 from lightning_cnn.internals import fail_trial
 from lightning_cnn.models.base import METRICS
 from lightning_cnn.tool_options import ToolParser, format_table, write_csv
