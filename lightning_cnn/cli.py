@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, WeightAveraging
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
@@ -389,7 +389,14 @@ class CNNLightningCLI(LightningCLI):
             path = checkpoint.best_model_path if which == "best" else checkpoint.last_model_path
         # without a saved checkpoint (checkpointing off), the weights in memory: those of the last step
         rank_zero_info(f"test_after_fit: testing the {which} checkpoint {path or '(the weights in memory)'}")
-        self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
+        # a weight-averaging callback (EMA) that trained this run would load the checkpoint's raw weights over its
+        # averaged ones, which the checkpoint holds as its weights and a separate `test` uses: leave it out here
+        callbacks = self.trainer.callbacks
+        self.trainer.callbacks = [cb for cb in callbacks if not isinstance(cb, WeightAveraging)]
+        try:
+            self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
+        finally:
+            self.trainer.callbacks = callbacks
 
 
 ANNEALED = 0.01  # a learning rate that ended below this fraction of its start was annealed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -26,14 +27,21 @@ def test_compiled_network_keeps_plain_parameter_names():
     plain.load_state_dict(compiled.state_dict())  # strict: every name matches
 
 
-def test_ema_run_checkpoint_validates(run_cli, mnist_dir, tmp_path):
+def test_ema_run_checkpoint_validates_and_is_tested_with_its_averaged_weights(run_cli, mnist_dir, tmp_path):
     common = ("--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *QUICK)
-    code, err = run_cli("fit", "--config", CONFIGS / "callbacks" / "ema.yaml", "--trainer.max_epochs", 2, *common)
+    code, err = run_cli("fit", "--config", CONFIGS / "callbacks" / "ema.yaml", "--trainer.max_epochs", 2,
+                        "--test_after_fit", "true", *common)  # fmt: skip
     assert code == 0, err
-    last = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    run = tmp_path / "lightning_logs" / "version_0"
+    last = run / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == 1
     code, err = run_cli("validate", "--ckpt_path", last, *common)
     assert code == 0, err
+    # test_after_fit tests what the checkpoint holds (the averaged weights), as a later `test` of it does
+    after_fit = json.loads((run / "metrics.json").read_text())
+    code, err = run_cli("test", "--config", run / "config.yaml", "--ckpt_path", after_fit["checkpoint"])
+    assert code == 0, err
+    assert json.loads((run / "metrics.json").read_text())["confusion_matrix"] == after_fit["confusion_matrix"]
 
 
 def test_last_checkpoint_is_refreshed_when_the_metric_stops_improving(run_cli, mnist_dir, tmp_path):
