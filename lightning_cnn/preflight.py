@@ -293,9 +293,22 @@ def run_folders(trainer: Any, checkpoint_callbacks: Mapping[str, Any], datamodul
     return folders
 
 
+def check_unfreeze_in_one_process(model: Any, trainer: Any) -> None:
+    """A backbone unfrozen during training (``unfreeze_at_epoch``) needs one process: DDP averages the gradients of
+    the parameters that train when it starts, so the unfrozen layers would train apart in each process."""
+    processes = getattr(trainer, "world_size", 1)
+    if getattr(model, "unfreeze_at_epoch", None) is not None and getattr(model, "frozen", False) and processes > 1:
+        raise ConfigError(
+            f"model.unfreeze_at_epoch: {model.unfreeze_at_epoch} with {processes} processes: DDP averages only the"
+            " gradients of the parameters that train when it starts, so the backbone unfrozen later would train"
+            " apart in each process; train with one process (trainer.devices 1), or set unfreeze_at_epoch: null"
+        )
+
+
 def check_objects(model: Any, trainer: Any, datamodule: Any, checkpoint_callbacks: Mapping[str, Any]) -> None:
     """Checks on the instantiated model, trainer, data module and checkpoint callbacks, before anything runs."""
     check_optimization(model, getattr(trainer, "max_steps", None))
+    check_unfreeze_in_one_process(model, trainer)
     check_forward(model)
     check_augmentations(datamodule)
     for key, callback in checkpoint_callbacks.items():

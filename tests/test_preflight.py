@@ -37,6 +37,12 @@ from tests.helpers.runs import QUICK
         (["--trainer.limit_train_batches", "1.5"], ["trainer.limit_train_batches: 1.5", "fraction in [0, 1]"]),
         # no number of any option is NaN or infinite
         (["--model.label_smoothing", ".nan"], ["model.label_smoothing: nan", "finite"]),
+        # DDP averages the gradients of what trains when it starts: a backbone unfrozen later would drift apart
+        (
+            ["--model", "ResNet18", "--model.freeze_backbone", "true", "--model.unfreeze_at_epoch", "1"]
+            + ["--trainer.strategy", "ddp", "--trainer.devices", "2"],
+            ["model.unfreeze_at_epoch: 1 with 2 processes", "train with one process"],
+        ),
         # every folder the run writes can be created and written
         (["--trainer.default_root_dir", "{file}"], ["trainer.default_root_dir: {file} is a file"]),
         (["--checkpoint.dirpath", "{file}/checkpoints"], ["checkpoint.dirpath", "{file} is a file"]),
