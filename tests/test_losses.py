@@ -7,9 +7,10 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import EMAWeightAveraging
 
 from lightning_cnn.data import MNISTDataModule
-from lightning_cnn.models import LeNet5
+from lightning_cnn.models import ConvNet, LeNet5
 from lightning_cnn.models.losses import CrossEntropyLoss, FocalLoss, balanced_weights
 from tests.helpers.runs import QUICK
 
@@ -53,12 +54,14 @@ def test_balanced_weights_are_inverse_class_frequency():
     assert torch.allclose(balanced_weights(torch.tensor([7, 7, 7])), torch.ones(3))
 
 
-def test_balanced_weights_come_from_the_training_split(mnist_dir, tmp_path):
+@pytest.mark.parametrize("ema", [False, True], ids=["plain", "with EMA of a batch-norm model"])
+def test_balanced_weights_come_from_the_training_split(mnist_dir, tmp_path, ema):
     dm = MNISTDataModule(data_dir=str(mnist_dir), val_size=300, batch_size=50)
-    model = LeNet5(class_weights="balanced")
+    # the EMA callback copies the model (with its buffers) before fit computes the weights
+    model = ConvNet(class_weights="balanced", batch_norm=True) if ema else LeNet5(class_weights="balanced")
     trainer = L.Trainer(
         fast_dev_run=1, accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
-        default_root_dir=tmp_path,
+        default_root_dir=tmp_path, callbacks=[EMAWeightAveraging()] if ema else None,
     )  # fmt: skip
     trainer.fit(model, datamodule=dm)
     counts = torch.bincount(dm.train_set.labels, minlength=10).float()

@@ -127,8 +127,14 @@ class ImageClassifier(LightningModule):
         self.channels_last = channels_last
         self.loss = loss if loss is not None else CrossEntropyLoss()
         self.class_weights = class_weights
-        # not in the state_dict: training-only, and "balanced" is computed from the data at the start of fit
-        given = None if class_weights in (None, "balanced") else torch.tensor(class_weights, dtype=torch.float32)
+        # not in the state_dict: training-only. "balanced" is computed from the data at the start of fit; until then
+        # equal weights, so that copies of the model made before (the EMA callback's) hold the same buffers
+        if class_weights is None:
+            given = None
+        elif class_weights == "balanced":
+            given = torch.ones(num_classes)
+        else:
+            given = torch.tensor(class_weights, dtype=torch.float32)
         self.register_buffer("class_weight", given, persistent=False)
         self.net: nn.Module = nn.Identity()
         self._loss_window: list[Tensor] = []  # the training losses since train/loss was last logged
@@ -330,7 +336,7 @@ class ImageClassifier(LightningModule):
                 "model.class_weights: balanced needs the training labels; fit with a data module of lightning_cnn.data"
                 " (or give the weights as a list)"
             )
-        self.class_weight = balanced_weights(counts()).to(self.device)
+        self.class_weight.copy_(balanced_weights(counts()))
 
     def on_train_epoch_start(self) -> None:
         """Restart the ``train/loss`` window, and reseed every random number generator from (seed, epoch)
