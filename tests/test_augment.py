@@ -243,6 +243,11 @@ def test_preview_command_writes_the_grid_of_a_config(mnist_dir, tmp_path, capsys
     a, b = (np.asarray(Image.open(tmp_path / name)) for name in ("a.png", "b.png"))
     assert a.shape == b.shape == (2 * (84 + 12 + 2), 2 * (84 + 2), 3)
     assert not np.array_equal(a, b)  # the same batch (same seed), rotated in one and not the other
+    # several --config apply in order, as for fit: a fragment after the recipe changes its data section
+    fragment = tmp_path / "no_augment.yaml"
+    fragment.write_text("data:\n  init_args:\n    augment: []\n")
+    main(["--config", str(config), "--config", str(fragment), "--out", str(tmp_path / "c.png"), "--num_images", "4"])
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "c.png")), b)
     assert "wrote" in capsys.readouterr().out
 
 
