@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import yaml
+
 from lightning_cnn.models import MLP, LeNet5
 from lightning_cnn.training.model_table import (
     CONFIGS,
@@ -43,3 +45,12 @@ def test_recipe_rows_build_each_recipes_model_with_its_options(tmp_path):
     bn_extra = rows["configs/mnist/convnet_bn.yaml"]["params"] - rows["configs/mnist/convnet.yaml"]["params"]
     assert bn_extra == 32 + 64
     assert "| `configs/mnist/lenet5.yaml` | `LeNet5` | 1×28×28 | 61,706 |" in recipe_table(list(rows.values()))
+
+
+def test_every_recipe_under_configs_has_a_row():
+    # every config that names a model (fragments do not); an image folder's shape comes from its options
+    configs = {str(p.relative_to(CONFIGS.parent)): yaml.safe_load(p.read_text()) or {} for p in CONFIGS.rglob("*.yaml")}
+    named = {name for name, config in configs.items() if "class_path" in (config.get("model") or {})}
+    rows = {row["recipe"]: row for row in recipe_rows(CONFIGS)}
+    assert set(rows) == named
+    assert rows["configs/cifar10_jpeg/resnet20.yaml"]["shape"] == "3×32×32"

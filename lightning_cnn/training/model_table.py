@@ -9,7 +9,9 @@ multiply-add of the conv and linear layers (what dominates); activations, poolin
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -66,6 +68,22 @@ def _class_name(section: object) -> str:
     return str(class_path).rsplit(".", 1)[-1]
 
 
+def recipe_shape(data: Any) -> tuple[int, ...] | None:
+    """The image shape of a recipe's data section: its data module's own (MNIST, CIFAR-10), or for a data module
+    that sizes its images (an image folder) the shape its ``image_size`` and ``grayscale`` options give."""
+    cls = DATAMODULES.get(_class_name(data))
+    shape = getattr(cls, "input_shape", None)
+    if cls is None or isinstance(shape, tuple):
+        return shape
+    parameters = inspect.signature(cls).parameters
+    if "image_size" not in parameters:
+        return None
+    options = {name: p.default for name, p in parameters.items()} | ((data or {}).get("init_args") or {})
+    size = options["image_size"]
+    height, width = (size, size) if isinstance(size, int) else size
+    return (1 if options.get("grayscale") else 3, height, width)
+
+
 def recipe_rows(configs: Path = CONFIGS) -> list[dict[str, object]]:
     """One row per recipe (a YAML naming a registered model and a data module of known shape): the model built
     with the recipe's options on that shape, its parameters and FLOPs."""
@@ -73,8 +91,8 @@ def recipe_rows(configs: Path = CONFIGS) -> list[dict[str, object]]:
     for path in sorted(configs.rglob("*.yaml")):
         config = yaml.safe_load(path.read_text()) or {}
         model_cls = MODELS.get(_class_name(config.get("model")))
-        shape = getattr(DATAMODULES.get(_class_name(config.get("data"))), "input_shape", None)
-        if model_cls is None or not isinstance(shape, tuple):
+        shape = recipe_shape(config.get("data"))
+        if model_cls is None or shape is None:
             continue
         options = dict(config["model"].get("init_args") or {})
         options = {k: v for k, v in options.items() if k not in ("optimizer", "lr_scheduler")}
