@@ -9,6 +9,7 @@ the cache folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -103,10 +104,8 @@ class ImageFolderDataModule(ImageDataModule):
             num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
             fold=fold, num_folds=num_folds, mix=mix, bootstrap_seed=bootstrap_seed,
         )  # fmt: skip
-        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-        if len(size) != 2 or min(size) < 1:
-            raise ConfigError(f"data.image_size must be a positive int or [height, width], got {image_size}")
-        channels = 1 if grayscale else 3
+        shape = self.shape_of(image_size, grayscale)
+        channels = shape[0]
         for key, value in (("mean", mean), ("std", std)):
             if value is not None and len(value) != channels:
                 raise ConfigError(f"data.{key} needs {channels} values (one per channel), got {list(value)}")
@@ -114,7 +113,7 @@ class ImageFolderDataModule(ImageDataModule):
             raise ConfigError(f"data.std values must be above 0, got {list(std)}")
         if decode_workers is not None and decode_workers < 1:
             raise ConfigError(f"data.decode_workers must be at least 1, got {decode_workers}")
-        self.image_size: tuple[int, int] = size
+        self.image_size: tuple[int, int] = (shape[1], shape[2])
         self.channels = channels
         self.cache_dir = resolve_cache_dir(cache_dir)
         self._cache_dir_given = cache_dir is not None
@@ -137,7 +136,7 @@ class ImageFolderDataModule(ImageDataModule):
                 f" two: put each class's images in its own sub-folder, {self.train_folder}/<class>/<image files>"
             )
         self.num_classes = len(self.classes)
-        self.input_shape = (channels, *size)
+        self.input_shape = shape
         if self.test_folder is not None:
             extra = sorted(set(class_folders(self.test_folder)) - set(self.classes))
             if extra:
@@ -147,6 +146,14 @@ class ImageFolderDataModule(ImageDataModule):
                 )
         self._given_stats = (mean, std)
         self._mean_std = (tuple(mean), tuple(std)) if mean is not None and std is not None else None
+
+    @staticmethod
+    def shape_of(image_size: int | Sequence[int], grayscale: bool) -> tuple[int, int, int]:
+        """(channels, height, width) of the images that ``image_size`` and ``grayscale`` give, before any is read."""
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+        if len(size) != 2 or min(size) < 1:
+            raise ConfigError(f"data.image_size must be a positive int or [height, width], got {image_size}")
+        return (1 if grayscale else 3, *size)
 
     def written_folders(self) -> dict[str, Path]:
         key = "data.cache_dir" if self._cache_dir_given else f"data.cache_dir (${CACHE_ENV_VAR} or ./data/cache)"

@@ -75,13 +75,12 @@ def recipe_shape(data: Any) -> tuple[int, ...] | None:
     shape = getattr(cls, "input_shape", None)
     if cls is None or isinstance(shape, tuple):
         return shape
-    parameters = inspect.signature(cls).parameters
-    if "image_size" not in parameters:
+    shape_of = getattr(cls, "shape_of", None)
+    if shape_of is None:
         return None
-    options = {name: p.default for name, p in parameters.items()} | ((data or {}).get("init_args") or {})
-    size = options["image_size"]
-    height, width = (size, size) if isinstance(size, int) else size
-    return (1 if options.get("grayscale") else 3, height, width)
+    options = {name: p.default for name, p in inspect.signature(cls).parameters.items()}
+    options |= (data or {}).get("init_args") or {}
+    return shape_of(options["image_size"], options["grayscale"])
 
 
 def recipe_rows(configs: Path = CONFIGS) -> list[dict[str, object]]:
