@@ -159,7 +159,7 @@ class CNNLightningCLI(LightningCLI):
         """Parse, then check what the parser cannot (ranges, finite numbers) before the seed is set or anything is
         built."""
         given = list(sys.argv[1:] if args is None else args) if isinstance(args, list) or args is None else []
-        if isinstance(args, list) or args is None:
+        if given:
             self._preflight(self._check_config_sections, given)
         # a root on the command line is where the user wants this command's output, also for a trained run's files
         self._root_given = option_given(given, "trainer.default_root_dir")
@@ -227,7 +227,7 @@ class CNNLightningCLI(LightningCLI):
         run_dir = path.resolve().parent.parent
         if path.parent.name != "checkpoints" or run_version(run_dir) < 0:
             return  # a checkpoint file outside a run folder: a new run starts from its weights
-        if given_run is not None and given_run.resolve() == run_dir and not getattr(self, "_root_given", False):
+        if given_run is not None and given_run.resolve() == run_dir and not self._root_given:
             # the saved default_root_dir is where the run was trained; a copied or moved run goes on where it is
             config.trainer.default_root_dir = str(run_dir.parent.parent)
         elif run_dir.parent != runs.resolve():
