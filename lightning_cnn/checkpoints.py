@@ -60,9 +60,13 @@ def _recorded_best_path(last: Path) -> str | None:
 
 
 def recorded_best(last: Path) -> Path | None:
-    """The best checkpoint recorded by the checkpoint callback in ``last``: the file of that name beside ``last``
-    (the run's own, also when its folder was copied or moved), else where it was written."""
-    best = _recorded_best_path(last)
+    """The best checkpoint recorded by the checkpoint callback in ``last``, if its file is there."""
+    return _best_file(last, _recorded_best_path(last))
+
+
+def _best_file(last: Path, best: str | None) -> Path | None:
+    """The file of recorded best path ``best``: the one of that name beside ``last`` (the run's own, also when its
+    folder was copied or moved), else where it was written."""
     if best:
         for candidate in (last.parent / Path(best).name, Path(best)):
             if candidate.is_file():
@@ -97,8 +101,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     folder = given / "checkpoints" if (given / "checkpoints").is_dir() else given
     last = folder / LAST
     if last.is_file():
-        best = recorded_best(last)
-        if best is None and _recorded_best_path(last):
+        recorded = _recorded_best_path(last)
+        best = _best_file(last, recorded)
+        if best is None and recorded:
             warnings.warn(f"the best checkpoint {last} records is gone; using {last}", stacklevel=2)
         return best or last
     found = sorted(folder.glob("*.ckpt"))
