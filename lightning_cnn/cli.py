@@ -36,6 +36,7 @@ from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.data.augment import AUGMENTATIONS
 from lightning_cnn.data.mix import MIXES
 from lightning_cnn.errors import ConfigError, check_file, user_error
+from lightning_cnn.internals import int_before_float
 from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
@@ -48,6 +49,8 @@ from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.progress import progress_callback
 from lightning_cnn.training.report import EvaluationReport
 from lightning_cnn.training.run_folder import last_good_checkpoint, lock_run, release_runs, remove_if_untrained
+
+int_before_float()  # "--trainer.limit_train_batches 10" is ten batches whatever else was imported first
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
@@ -165,6 +168,7 @@ class CNNLightningCLI(LightningCLI):
         self._root_given = option_given(given, "trainer.default_root_dir")
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
+        preflight.integral_counts((self.config[subcommand] if subcommand else self.config).get("trainer"))
         self._preflight(preflight.check_config, self.config[subcommand] if subcommand else self.config)
 
     def _check_config_sections(self, args: list[str]) -> None:

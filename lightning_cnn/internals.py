@@ -1,13 +1,13 @@
 """Every private name of a dependency the project relies on, in one place.
 
-Lightning, torch, TensorBoard and Optuna may change private names in any release. Importing and calling them
-only through this module keeps each use visible, and ``tests/test_internals.py`` checks that every one still
+Lightning, torch, TensorBoard, jsonargparse and Optuna may change private names in any release. Importing and
+calling them only through this module keeps each use visible, and ``tests/test_internals.py`` checks that every one still
 exists, so an upgrade that removes one fails a test that names it instead of a run deep inside training.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Union
 
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict, _sanitize_params
 from lightning.fabric.utilities.types import _PATH as PathLike
@@ -24,6 +24,7 @@ __all__ = [
     "UnrepeatedDistributedSampler",
     "fail_trial",
     "flat_hparams",
+    "int_before_float",
     "flat_params",
     "scheduled_lrs",
     "tensorboard_file_writer",
@@ -74,3 +75,54 @@ def fail_trial(study: Any, trial: Any) -> None:
     from optuna.trial import TrialState
 
     study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+def _int_first(subtypes: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``subtypes`` with ``int`` moved to where ``float`` stands when ``float`` comes first, the rest in place."""
+    if int in subtypes and float in subtypes and subtypes.index(float) < subtypes.index(int):
+        at_float, at_int = subtypes.index(float), subtypes.index(int)
+        order = list(subtypes)
+        order[at_float], order[at_int] = int, float
+        return tuple(order)
+    return subtypes
+
+
+def _int_first_everywhere(typehint: Any) -> Any:
+    from jsonargparse import _typehints
+
+    args = getattr(typehint, "__args__", None)
+    if not isinstance(args, tuple) or not args or _typehints.get_typehint_origin(typehint) in _typehints.literal_types:
+        return typehint
+    new_args = tuple(_int_first_everywhere(a) for a in args)
+    if _typehints.get_typehint_origin(typehint) == Union:
+        new_args = _int_first(new_args)
+    if all(new is old for new, old in zip(new_args, args, strict=True)):
+        return typehint
+    return _typehints.rebuild_typehint_args(typehint, new_args)
+
+
+_INT_BEFORE_FLOAT = "_lightning_cnn_int_before_float"
+
+
+def int_before_float() -> None:
+    """Make jsonargparse try ``int`` before ``float`` in every union of both, as the union was written.
+
+    ``typing`` caches unions and takes ``Union[int, float]`` and ``Union[float, int]`` as equal, so an annotation
+    such as the Trainer's ``Optional[Union[int, float]]`` can come out as ``Union[float, int, None]`` when another
+    import created that one first. jsonargparse then parses ``--trainer.limit_train_batches 10`` as ``10.0`` and
+    ``1`` as the fraction ``1.0`` (the whole epoch) instead of one batch. Idempotent."""
+    from jsonargparse import _typehints
+
+    if getattr(_typehints, _INT_BEFORE_FLOAT, False):
+        return
+    sort_typehint, sort_for_value = _typehints.sort_unions_in_typehint, _typehints.sort_subtypes_for_union
+
+    def sort_unions_in_typehint(typehint: Any) -> Any:
+        return _int_first_everywhere(sort_typehint(typehint))
+
+    def sort_subtypes_for_union(subtypes: Any, *args: Any) -> Any:
+        return list(_int_first(tuple(sort_for_value(subtypes, *args))))
+
+    _typehints.sort_unions_in_typehint = sort_unions_in_typehint
+    _typehints.sort_subtypes_for_union = sort_subtypes_for_union
+    setattr(_typehints, _INT_BEFORE_FLOAT, True)

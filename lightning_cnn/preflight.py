@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 import traceback
+import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -127,6 +128,26 @@ TRAINER_RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "reload_dataloaders_every_n_epochs": (_int_at_least(0, none_ok=False), "an integer of 0 or more"),
     "fast_dev_run": (lambda v: isinstance(v, bool) or _int_at_least(0)(v), "true, false or a number of batches"),
 }
+
+
+def int_or_float_options() -> list[str]:
+    """The Trainer options typed as a union of int and float (a number of batches, or a fraction of them)."""
+    from lightning import Trainer
+
+    return [
+        name
+        for name, parameter in inspect.signature(Trainer).parameters.items()
+        if {int, float} <= set(typing.get_args(parameter.annotation))
+    ]
+
+
+def integral_counts(trainer: Namespace | None) -> None:
+    """An integral float above 1 (``10.0``) of an int-or-float Trainer option is the count it names, as Lightning
+    takes it for the batch limits: it may come from a YAML file or a parser that tried float before int."""
+    for key in int_or_float_options() if trainer is not None else []:
+        value = trainer.get(key)
+        if isinstance(value, float) and value > 1 and value.is_integer():
+            trainer[key] = int(value)
 
 
 def check_trainer(trainer: Namespace | Mapping[str, Any]) -> None:
