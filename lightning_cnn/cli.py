@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,7 +32,7 @@ from lightning_cnn.checkpoints import (
     run_version,
     runs_under,
 )
-from lightning_cnn.config_files import check_sections, config_paths, option_given, read_yaml
+from lightning_cnn.config_files import check_sections, config_paths, option_given, read_yaml, with_packaged_configs
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.data.augment import AUGMENTATIONS
 from lightning_cnn.data.mix import MIXES
@@ -432,20 +433,23 @@ def cli_main(
     )
 
 
-def check_config_files(args: list[str]) -> None:
-    """Fail early, naming the file, when a ``--config`` file does not exist, is empty, is not UTF-8 text or valid
-    YAML, gives a key twice, or is not a mapping.
+def check_config_files(args: Sequence[str]) -> list[str]:
+    """``args`` with packaged recipes found (``--config mnist/lenet5.yaml`` from any folder); fail early, naming the
+    file, when a ``--config`` file does not exist, is empty, is not UTF-8 text or valid YAML, gives a key twice, or
+    is not a mapping.
 
     jsonargparse would otherwise try the value as inline YAML and report "unrecognized arguments", or
     report the YAML problem without the file's name.
     """
+    args = with_packaged_configs(args)
     for value in config_paths(args):
         path = Path(value)
         check_file(path, "config file", f" (resolved to {path.resolve()})")
         content = read_yaml(path)
         if not isinstance(content, dict):
             kind = "empty" if content is None else f"a {type(content).__name__}, not a mapping of keys to values"
-            raise ConfigError(f"config file {value} is {kind}; see configs/ for examples")
+            raise ConfigError(f"config file {value} is {kind}; see 'lightning-cnn recipes' for examples")
+    return args
 
 
 def available_devices() -> dict[str, int]:

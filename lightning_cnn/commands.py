@@ -42,6 +42,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "bag": ("lightning_cnn.experiments.bagging", "bagging: train K members on bootstrap resamples of the training set"),
     "preview": ("lightning_cnn.training.preview", "write the first augmented training batch of a config as a PNG"),
     "models": ("lightning_cnn.training.model_table", "parameters and FLOPs of every model or recipe"),
+    "recipes": ("lightning_cnn.recipes", "the recipes shipped with the package: model, data, measured accuracy"),
     "runs": ("lightning_cnn.inference.runs", "list the runs under a root: name, tags, model, data, accuracy"),
 }
 
@@ -135,7 +136,9 @@ def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
         return
     from lightning_cnn.cli import check_config_files, cli_main
 
-    check_config_files(argv)
+    argv = check_config_files(argv)
+    if from_sys_argv:
+        sys.argv[1:] = argv
     cli_main(None if from_sys_argv else argv)
 
 

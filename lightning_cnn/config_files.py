@@ -1,18 +1,73 @@
-"""Reading the YAML files a user writes (configs, search spaces): UTF-8 text, valid YAML, no key given twice.
+"""Reading the YAML files a user writes (configs, search spaces): UTF-8 text, valid YAML, no key given twice; and
+finding the recipes and fragments shipped inside the package.
 
 PyYAML keeps the last of two equal keys without a word, so a value a user edited may silently not be the one used;
 here that is an error naming the key, the file and both lines.
+
+The recipes live in the package (``lightning_cnn/configs``, which a clone also shows as ``configs/``), so a user of
+the installed wheel can write ``--config mnist/lenet5.yaml`` from any folder: a relative path that does not exist
+here names the packaged file, with or without the ``configs/`` prefix.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from lightning_cnn.errors import ConfigError
+
+PACKAGED = Path(str(files("lightning_cnn") / "configs"))  # the recipes and fragments shipped with the package
+_announced: set[str] = set()
+
+
+def packaged_config(value: str) -> Path | None:
+    """The packaged recipe, fragment or search space that the relative path ``value`` names (``mnist/lenet5.yaml``
+    or ``configs/mnist/lenet5.yaml``), or None."""
+    parts = Path(value).parts
+    parts = parts[1:] if parts[:1] == ("configs",) else parts
+    if not parts or Path(value).is_absolute() or ".." in parts:
+        return None
+    found = PACKAGED.joinpath(*parts)
+    return found if found.is_file() else None
+
+
+def find_config(value: str) -> str:
+    """``value`` itself when it exists here; else the packaged file of that name (said once, in one line)."""
+    found = None if Path(value).exists() else packaged_config(value)
+    if found is None:
+        return value
+    if value not in _announced:
+        _announced.add(value)
+        sys.stderr.write(f"{value}: not in this folder; using the packaged recipe {found}\n")
+    return str(found)
+
+
+def packaged_recipes(root: Path = PACKAGED) -> dict[str, dict[str, Any]]:
+    """Every recipe under ``root`` (a YAML file naming a model class), by its path relative to ``root``, with its
+    content; fragments and search spaces are left out."""
+    found = {}
+    for path in sorted(root.rglob("*.yaml")):
+        content = read_yaml(path)
+        model = content.get("model") if isinstance(content, dict) else None
+        if isinstance(model, dict) and "class_path" in model:
+            found[path.relative_to(root).as_posix()] = content
+    return found
+
+
+def with_packaged_configs(args: Sequence[str]) -> list[str]:
+    """``args`` with each ``--config FILE`` that names a packaged file (and no file here) pointing at that file."""
+    resolved = [str(a) for a in args]
+    for i, arg in enumerate(resolved):
+        if arg == "--config" and i + 1 < len(resolved) and ":" not in resolved[i + 1]:
+            resolved[i + 1] = find_config(resolved[i + 1])
+        elif arg.startswith("--config=") and ":" not in arg:
+            resolved[i] = "--config=" + find_config(arg.split("=", 1)[1])
+    return resolved
 
 
 class UniqueKeyLoader(yaml.SafeLoader):

@@ -1,8 +1,8 @@
 """Every private name of a dependency the project relies on, in one place.
 
 Lightning, torch, TensorBoard, jsonargparse and Optuna may change private names in any release. Importing and
-calling them only through this module keeps each use visible, and ``tests/test_internals.py`` checks that every one still
-exists, so an upgrade that removes one fails a test that names it instead of a run deep inside training.
+calling them only through this module keeps each use visible, and ``tests/test_internals.py`` checks that every one
+still exists, so an upgrade that removes one fails a test that names it instead of a run deep inside training.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import yaml
 
+from lightning_cnn.config_files import PACKAGED as CONFIGS
 from lightning_cnn.models import MLP, LeNet5
 from lightning_cnn.training.model_table import (
-    CONFIGS,
     flops_per_image,
     markdown_table,
     model_rows,

@@ -62,8 +62,7 @@ def tool_command_line(quiet: bool = False) -> Iterator[None]:
 
 def run_fit(args: Sequence[str], callbacks: Sequence[L.Callback] = ()) -> FitResult:
     """Run ``fit ARGS`` in this process, with ``callbacks`` added to the trainer's."""
-    args = [str(a) for a in args]
-    check_config_files(args)
+    args = check_config_files(args)
     recorder = ValidationMetrics()
     with tool_command_line():
         cli = cli_main(["fit", *args], callbacks=[recorder, *callbacks])
@@ -74,8 +73,7 @@ def runs_folder(args: Sequence[str], context: str = "") -> Path:
     """The ``lightning_logs`` folder a ``fit ARGS`` run would write into, after checking every option and building
     the model, data module and trainer (nothing is loaded or written). A bad option fails here, before any run;
     with ``context`` set the failure is one ``ConfigError`` line starting with it instead of the parser's message."""
-    args = [str(a) for a in args]
-    check_config_files(args)
+    args = check_config_files(args)
     stderr = io.StringIO()
     try:
         with (

@@ -37,7 +37,7 @@ try:
 except ImportError:  # Windows: no advisory locks; one search process per folder there
     fcntl = None  # type: ignore[assignment]
 
-from lightning_cnn.config_files import option_given, read_yaml
+from lightning_cnn.config_files import find_config, option_given, read_yaml
 from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.experiments.runner import run_fit, runs_folder
 from lightning_cnn.internals import fail_trial
@@ -90,6 +90,7 @@ def load_spec(path: Path, trials: int | None = None) -> SearchSpec:
     spec.base = [base] if isinstance(base, str) else base
     if not isinstance(spec.base, list) or not all(isinstance(b, str) for b in spec.base):
         raise spec.error("base", "expected a list of config files")
+    spec.base = [find_config(b) for b in spec.base]
     for file in spec.base:
         try:
             check_file(file, "config file", " (paths are relative to the current folder)")
@@ -411,7 +412,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
 def main(argv: Sequence[str]) -> None:
     """Run (or resume) the search, then print and save the summary."""
     args, fit_args = parse_args(argv)
-    spec = load_spec(args.space, args.trials)
+    spec = load_spec(Path(find_config(str(args.space))), args.trials)
     for key in spec.space:
         if option_given(fit_args, key):
             raise ConfigError(f"--{key} is searched over in {spec.path}; leave it out of the fit options")

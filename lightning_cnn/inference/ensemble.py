@@ -20,6 +20,7 @@ import yaml
 from torch import Tensor
 
 from lightning_cnn.checkpoints import class_of
+from lightning_cnn.config_files import find_config
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, check_file
 from lightning_cnn.inference.stacking import fit_stacker
@@ -212,7 +213,7 @@ def main(argv: Sequence[str]) -> None:
     device = resolve_device(args.device)
     members = [load_trained(path, device) for path in args.ckpt_path]
     check_members(members)
-    class_path, init_args = data_settings(members[0], args.config, overrides)
+    class_path, init_args = data_settings(members[0], args.config and find_config(args.config), overrides)
     val, test = load_splits(class_path, init_args, members[0].checkpoint_path)
     if tuple(test[0].shape[1:]) != members[0].preprocessing.input_shape:
         raise ConfigError(

@@ -1,7 +1,7 @@
 """Parameters and FLOPs per image of every registered model on MNIST and CIFAR-10 shapes, as a Markdown table.
 
     lightning-cnn models             # every registered model, default options
-    lightning-cnn models --recipes   # the model of every recipe under configs/, on its data
+    lightning-cnn models --recipes   # the model of every packaged recipe, on its data
 
 FLOPs are measured with ``torch.utils.flop_counter.FlopCounterMode`` on one image in eval mode: two per
 multiply-add of the conv and linear layers (what dominates); activations, pooling and norms are not counted.
@@ -14,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch.utils.flop_counter import FlopCounterMode
 
+from lightning_cnn.config_files import PACKAGED, packaged_recipes
 from lightning_cnn.data import DATAMODULES
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier
 from lightning_cnn.tool_options import ToolParser
 
 SHAPES = {"MNIST": (1, 28, 28), "CIFAR-10": (3, 32, 32)}
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 def count_parameters(model: torch.nn.Module) -> int:
@@ -39,15 +38,13 @@ def flops_per_image(model: torch.nn.Module, input_shape: tuple[int, int, int]) -
     return counter.get_total_flops()
 
 
-def recipes(model_name: str, configs: Path = CONFIGS) -> list[str]:
-    """The recipes under ``configs`` whose model is ``model_name``, as paths relative to the project."""
-    found = []
-    for path in sorted(configs.rglob("*.yaml")):
-        model = (yaml.safe_load(path.read_text()) or {}).get("model")
-        class_path = model.get("class_path", "") if isinstance(model, dict) else model or ""
-        if class_path.rsplit(".", 1)[-1] == model_name:
-            found.append(str(path.relative_to(configs.parent)))
-    return found
+def recipes(model_name: str, configs: Path = PACKAGED) -> list[str]:
+    """The recipes under ``configs`` whose model is ``model_name``, as ``configs/...`` paths."""
+    return [
+        f"configs/{name}"
+        for name, config in packaged_recipes(configs).items()
+        if _class_name(config.get("model")) == model_name
+    ]
 
 
 def model_rows(models: dict[str, type[ImageClassifier]] = MODELS) -> list[dict[str, object]]:
@@ -83,12 +80,11 @@ def recipe_shape(data: Any) -> tuple[int, ...] | None:
     return shape_of(options["image_size"], options["grayscale"])
 
 
-def recipe_rows(configs: Path = CONFIGS) -> list[dict[str, object]]:
+def recipe_rows(configs: Path = PACKAGED) -> list[dict[str, object]]:
     """One row per recipe (a YAML naming a registered model and a data module of known shape): the model built
     with the recipe's options on that shape, its parameters and FLOPs."""
     rows = []
-    for path in sorted(configs.rglob("*.yaml")):
-        config = yaml.safe_load(path.read_text()) or {}
+    for name, config in packaged_recipes(configs).items():
         model_cls = MODELS.get(_class_name(config.get("model")))
         shape = recipe_shape(config.get("data"))
         if model_cls is None or shape is None:
@@ -98,7 +94,7 @@ def recipe_rows(configs: Path = CONFIGS) -> list[dict[str, object]]:
         model = model_cls(num_classes=10, input_shape=shape, **options)
         rows.append(
             {
-                "recipe": str(path.relative_to(configs.parent)),
+                "recipe": f"configs/{name}",
                 "model": model_cls.__name__,
                 "shape": "×".join(map(str, shape)),
                 "params": count_parameters(model),
@@ -138,7 +134,9 @@ def recipe_table(rows: list[dict[str, object]]) -> str:
 
 def main(args: list[str] | None = None) -> None:
     parser = ToolParser(prog="lightning-cnn models", description=__doc__.splitlines()[0])
-    parser.add_argument("--recipes", action="store_true", help="one row per recipe under configs/, with its options")
+    parser.add_argument(
+        "--recipes", action="store_true", help="one row per packaged recipe (configs/), with its options"
+    )
     if parser.parse_args(args).recipes:
         print(recipe_table(recipe_rows()))
     else:

@@ -20,6 +20,7 @@ import yaml
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from lightning_cnn.config_files import find_config
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, LightningCnnError, check_file
 from lightning_cnn.tool_options import ToolParser
@@ -136,7 +137,9 @@ def write_preview(
     configs = [yaml.safe_load(path.read_text()) or {} for path in config_paths]
     for path, config in zip(config_paths, configs, strict=True):
         if not isinstance(config, dict):
-            raise ConfigError(f"config file {path} is not a mapping of keys to values; see configs/ for examples")
+            raise ConfigError(
+                f"config file {path} is not a mapping of keys to values; see 'lightning-cnn recipes' for examples"
+            )
     datamodule = preview_datamodule(configs, overrides or [])
     seeds = [config["seed_everything"] for config in configs if isinstance(config.get("seed_everything"), int)]
     L.seed_everything(seeds[-1] if seeds else 0, verbose=False)
@@ -160,6 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num_images", type=int, default=32, help="images in the grid")
     args, overrides = parser.parse_known_args(argv)
     try:
+        args.config = [Path(find_config(str(path))) for path in args.config]
         for path in args.config:
             check_file(path, "config file")
         if args.num_images < 1:
