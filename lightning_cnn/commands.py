@@ -113,14 +113,10 @@ def _chain(err: BaseException) -> list[BaseException]:
 
 def check_extra(tool: str) -> None:
     """A tool whose optional dependencies are missing fails with the pip command that installs them."""
-    from lightning_cnn.errors import MissingExtraError
+    from lightning_cnn.errors import require
 
-    packages = EXTRAS.get(tool, ())
-    missing = [name for name in packages if importlib.util.find_spec(name) is None]
-    if missing:
-        raise MissingExtraError(
-            f"{PROG} {tool} needs {', '.join(missing)}, which is not installed: pip install 'lightning-cnn[{tool}]'"
-        )
+    if tool in EXTRAS:
+        require(EXTRAS[tool], f"{PROG} {tool}")
 
 
 def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:

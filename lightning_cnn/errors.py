@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 
 class LightningCnnError(Exception):
@@ -21,8 +22,42 @@ class ConfigError(LightningCnnError):
     """A configuration value is invalid in a way the argument parser cannot see."""
 
 
-class MissingExtraError(LightningCnnError):
+class MissingExtraError(ConfigError):
     """An optional dependency is not installed; the message gives the pip command for its extra."""
+
+
+# Each optional package and the extra of lightning-cnn (pyproject.toml) that installs it.
+EXTRA_OF = {
+    "optuna": "search",
+    "onnx": "export",
+    "onnxscript": "export",
+    "onnxruntime": "export",
+    "mlflow": "loggers",
+    "wandb": "loggers",
+    "rich": "progress",
+    "timm": "timm",
+}
+
+
+def installed(package: str) -> bool:
+    """Whether ``package`` can be imported (a module set to None in ``sys.modules`` cannot)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def require(packages: str | Sequence[str], what: str) -> None:
+    """``what`` (a tool, an option) fails in one line with the pip command of its extra when one of its optional
+    ``packages`` is not installed."""
+    missing = [p for p in ([packages] if isinstance(packages, str) else packages) if not installed(p)]
+    if missing:
+        raise MissingExtraError(
+            f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed:"
+            f" pip install 'lightning-cnn[{EXTRA_OF[missing[0]]}]'"
+        )
 
 
 class DivergedError(LightningCnnError):

@@ -140,17 +140,32 @@ def test_every_subcommand_and_tool_answers_help(command, capsys):
     assert "usage:" in capsys.readouterr().out.lower()
 
 
-def test_a_tool_without_its_extra_names_the_pip_command(run_cli, monkeypatch):
+@pytest.mark.parametrize(
+    ("package", "extra", "args"),
+    [
+        ("optuna", "search", ["search", "--help"]),
+        ("onnxruntime", "export", ["export", "--help"]),
+        ("mlflow", "loggers", ["fit", "--config", "logger/mlflow.yaml"]),
+        ("wandb", "loggers", ["fit", "--trainer.logger", "WandbRunLogger"]),
+        ("rich", "progress", ["fit", "--progress", "rich"]),
+        ("timm", "timm", ["fit", "--model", "TimmClassifier", "--model.model_name", "resnet10t"]),
+    ],
+)
+def test_a_feature_used_without_its_extra_is_one_line_naming_the_pip_command(
+    run_cli, monkeypatch, tmp_path, package, extra, args
+):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "optuna" else real(name, *a))
-    code, err = run_cli("search", "--help")
-    assert code == 1
-    assert (
-        err.strip()
-        == "error: lightning-cnn search needs optuna, which is not installed: pip install 'lightning-cnn[search]'"
-    )
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == package else real(name, *a))
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(*args, *(["--data.download", "false"] if args[0] == "fit" else []))
+    assert code != 0
+    assert [line for line in err.splitlines() if line.startswith(("error", "Traceback"))] == [
+        next(line for line in err.splitlines() if line.startswith("error:"))
+    ]
+    assert err.strip().endswith(f"needs {package}, which is not installed: pip install 'lightning-cnn[{extra}]'"), err
+    assert not (tmp_path / "lightning_logs").exists()  # refused before a run folder was made
 
 
 USER_MODEL = '''

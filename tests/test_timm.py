@@ -137,6 +137,5 @@ def test_importing_the_models_does_not_import_timm_and_without_timm_the_error_na
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == (
-        "ConfigError model: TimmClassifier needs timm, which is not installed; run pip install 'lightning-cnn[timm]'"
-        " (or pip install timm)"
+        "MissingExtraError model: TimmClassifier needs timm, which is not installed: pip install 'lightning-cnn[timm]'"
     )

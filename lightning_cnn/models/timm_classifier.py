@@ -10,19 +10,16 @@ from typing import Any
 
 from torch import nn
 
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import ConfigError, require
 from lightning_cnn.models.base import MODELS
 from lightning_cnn.models.transfer import TransferClassifier, check_unfreeze
 
-INSTALL = "pip install 'lightning-cnn[timm]' (or pip install timm)"
-
 
 def import_timm() -> Any:
-    """The timm module; missing, one ``ConfigError`` line with the command that installs it."""
-    try:
-        import timm
-    except ImportError as err:
-        raise ConfigError(f"model: TimmClassifier needs timm, which is not installed; run {INSTALL}") from err
+    """The timm module; missing, one ``MissingExtraError`` line with the command that installs it."""
+    require("timm", "model: TimmClassifier")
+    import timm
+
     return timm
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import importlib.util
 import json
 import os
 import struct
@@ -30,21 +29,12 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_cnn.checkpoints import RUNS_FOLDER, runs_under
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import require
 from lightning_cnn.internals import flat_params
 from lightning_cnn.training.run_folder import LOCK_FILE, claim_version, lock_run, next_version, remove_if_untrained
 
 IMAGES_FOLDER = "images"  # where a CSV-only run keeps its images, inside the run folder
 TRACKER_RUNS = "tracker_runs.json"  # in the run folder: the MLflow and W&B runs it logs to, for resuming
-
-
-def require(package: str, what: str) -> None:
-    """One line naming the pip command when an optional package is missing."""
-    if importlib.util.find_spec(package) is None:
-        raise ConfigError(
-            f"{what} needs the '{package}' package, which is not installed: pip install 'lightning-cnn[loggers]'"
-            f" (or pip install {package})"
-        )
 
 
 def claim_and_lock(runs: Path, version: int) -> int:

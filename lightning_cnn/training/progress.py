@@ -15,7 +15,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, RichProgressBar, TQDMProgressBar
 
-from lightning_cnn.training.loggers import require
+from lightning_cnn.errors import require
 
 
 class LineProgress(ProgressBar):
