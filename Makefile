@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 export LIGHTNING_CNN_DATA ?= $(abspath data)
 CONFIG ?= configs/mnist/lenet5.yaml
 
-.PHONY: install fit test test-fast results lint format docs gpu-check tensorboard clean
+.PHONY: install fit test test-fast test-wheel results lint format docs gpu-check tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,9 @@ test: install  ## the whole test suite, slow real-data runs included
 
 test-fast: install  ## everything but the slow real-data runs
 	$(BIN)/python -m pytest -m "not slow"
+
+test-wheel:  ## the core wheel in a fresh venv without extras, used from outside the checkout (.ci/wheel)
+	PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" bash .ci/wheel
 
 results: install  ## every figure the docs quote, from scratch, into benchmarks/results/cpu.md (hours; RESULTS_ARGS=--quick)
 	$(BIN)/python -m benchmarks.results $(RESULTS_ARGS)
