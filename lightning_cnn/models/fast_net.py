@@ -106,6 +106,14 @@ class Scale(nn.Module):
         return x * self.factor
 
 
+class GlobalMaxPool(nn.Module):
+    """The maximum over each feature map, kept as N×C×1×1: ``AdaptiveMaxPool2d(1)`` without its adaptive op, which
+    torch 2.11's ONNX exporter cannot translate."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.amax(dim=(-2, -1), keepdim=True)
+
+
 @MODELS.register
 class FastCIFARNet(ImageClassifier):
     """Patch-whitening conv → 3 conv groups (64/256/256) → global max-pool → linear × 1/9; mirror averaging at test.
@@ -139,7 +147,7 @@ class FastCIFARNet(ImageClassifier):
         for width in widths:
             layers.append(ConvGroup(in_channels, width))
             in_channels = width
-        layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(in_channels, self.num_classes, bias=False)]
+        layers += [GlobalMaxPool(), nn.Flatten(), nn.Linear(in_channels, self.num_classes, bias=False)]
         body = nn.Sequential(*layers, Scale(LOGIT_SCALE))
         self.net = FlipAveraging(body) if flip_averaging else body
 
