@@ -9,6 +9,8 @@ A run folder is ``<root>/lightning_logs/version_N`` with ``config.yaml`` and ``c
 from __future__ import annotations
 
 import importlib
+import pickle
+import re
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -17,7 +19,7 @@ from typing import Any
 
 import torch
 
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import ConfigError, UntrustedCheckpointError
 
 RUNS_FOLDER = "lightning_logs"
 LAST = "last.ckpt"
@@ -53,7 +55,7 @@ def _recorded_best_path(last: Path) -> str | None:
     """The best checkpoint's path as the checkpoint callback in ``last`` recorded it, if it recorded one."""
     try:
         state = read_checkpoint(last, mmap=True).get("callbacks", {})
-    except ConfigError:  # an unreadable last.ckpt is reported when it is loaded
+    except ConfigError:  # an unreadable or untrusted last.ckpt is reported when it is loaded
         return None
     paths = (value.get("best_model_path") for value in state.values() if isinstance(value, dict))
     return next((path for path in paths if path), None)
@@ -115,13 +117,36 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
-def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
-    """The contents of checkpoint file ``path``; with ``mmap`` the weights stay on disk until used, so reading the
-    metadata is cheap. Anything but a readable Lightning checkpoint is one ``ConfigError`` line."""
+TRUST = "--trust_checkpoint"  # the option that lets a checkpoint hold more than weights and plain data
+
+
+def load_checkpoint_file(path: Path, mmap: bool = False, trust: bool = False) -> Any:
+    """``torch.load`` of ``path`` that runs no code from the file: only tensors and plain data are unpickled
+    (``weights_only``), which is all a lightning_cnn checkpoint holds. A file that needs more is refused in one line
+    before any of it runs, unless the user said with ``--trust_checkpoint`` that they trust it."""
+    if trust:
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
+    try:
+        return torch.load(path, map_location="cpu", mmap=mmap, weights_only=True)
+    except pickle.UnpicklingError as err:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+        what = f"it names {found[1]}" if found else "it holds Python objects"
+        raise UntrustedCheckpointError(
+            f"ckpt_path: {path} holds more than weights and plain data ({what}); loading it could run code written"
+            f" into the file. Only for a file you trust, add {TRUST} true"
+        ) from None
+
+
+def read_checkpoint(path: Path, mmap: bool = False, trust: bool = False) -> dict[str, Any]:
+    """The contents of checkpoint file ``path``, loaded without running code from it (see ``load_checkpoint_file``);
+    with ``mmap`` the weights stay on disk until used, so reading the metadata is cheap. Anything but a readable
+    Lightning checkpoint is one ``ConfigError`` line."""
     if not zipfile.is_zipfile(path):
         raise ConfigError(f"ckpt_path: {path} is not a PyTorch checkpoint (a .ckpt written by a lightning_cnn run)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", mmap=mmap, weights_only=False)
+        checkpoint = load_checkpoint_file(path, mmap=mmap, trust=trust)
+    except UntrustedCheckpointError:
+        raise
     except Exception as err:
         raise ConfigError(f"ckpt_path: cannot read {path} ({type(err).__name__}: {err})") from err
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
@@ -132,9 +157,9 @@ def read_checkpoint(path: Path, mmap: bool = False) -> dict[str, Any]:
     return checkpoint
 
 
-def checkpoint_model(path: Path) -> str | None:
+def checkpoint_model(path: Path, trust: bool = False) -> str | None:
     """The class path of the model saved in checkpoint ``path``."""
-    return (read_checkpoint(path, mmap=True).get("hyper_parameters") or {}).get("_class_path")
+    return (read_checkpoint(path, mmap=True, trust=trust).get("hyper_parameters") or {}).get("_class_path")
 
 
 def class_of(class_path: str | None, base: type, what: str, path: Path) -> type:

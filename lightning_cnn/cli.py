@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import warnings
 from collections.abc import Sequence
@@ -143,6 +144,13 @@ class CNNLightningCLI(LightningCLI):
             help="The checkpoint test_after_fit tests: 'best' (best val/acc), 'last' (the last epoch), or 'auto':"
             " 'last' when the learning rate was annealed (ended below 1/100 of its start), else 'best'.",
         )
+        parser.add_argument(
+            "--trust_checkpoint",
+            type=bool,
+            default=False,
+            help="Load a --ckpt_path file that holds more than weights and plain data. Unpickling such a file can run"
+            " code written into it: only for a file you trust.",
+        )
         parser.set_defaults(
             {
                 "model": {"class_path": DEFAULT_MODEL},
@@ -155,9 +163,15 @@ class CNNLightningCLI(LightningCLI):
         model the user chose (an unchosen default model follows the checkpoint, as in Lightning)."""
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        trust = bool(subcommand and self.config[subcommand].get("trust_checkpoint"))
         if ckpt_path and Path(ckpt_path).is_file():
-            check_checkpoint_model(Path(ckpt_path), self.config[subcommand].model.class_path)
-        super()._parse_ckpt_path()
+            check_checkpoint_model(Path(ckpt_path), self.config[subcommand].model.class_path, trust)
+        try:
+            super()._parse_ckpt_path()  # Lightning reads the checkpoint's hyper-parameters weights-only
+        except pickle.UnpicklingError:
+            if not trust:
+                raise  # not reached: the check above refused the file already
+            # a trusted file that holds objects: its model comes from the config, as for a file without hparams
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse, then check what the parser cannot (ranges, finite numbers) before the seed is set or anything is
@@ -209,6 +223,7 @@ class CNNLightningCLI(LightningCLI):
                     " pretrained weights, whose classifier is new) has nothing to evaluate"
                 )
             return
+        config.weights_only = not config.get("trust_checkpoint")  # how Lightning loads it: weights-only unless trusted
         runs = runs_under(config.trainer.get("default_root_dir") or ".")
         given_run = run_of_configs(config.get("config") or [])
         if ckpt_path in ("last", "best"):
@@ -228,7 +243,7 @@ class CNNLightningCLI(LightningCLI):
         path = Path(config.ckpt_path)
         if not path.is_file():
             raise ConfigError(f"ckpt_path: checkpoint file not found: {config.ckpt_path}")
-        check_checkpoint_model(path, (config.get("model") or {}).get("class_path"))
+        check_checkpoint_model(path, (config.get("model") or {}).get("class_path"), config.get("trust_checkpoint"))
         run_dir = path.resolve().parent.parent
         if path.parent.name != "checkpoints" or run_version(run_dir) < 0:
             return  # a checkpoint file outside a run folder: a new run starts from its weights
@@ -376,9 +391,9 @@ class CNNLightningCLI(LightningCLI):
 
     def _check_weights_fit(self) -> None:
         """Fail before anything runs or is written when the checkpoint's weights do not fit the configured model."""
-        ckpt_path = self._subcommand_config().get("ckpt_path")
-        if ckpt_path:
-            check_weights_fit(Path(ckpt_path), self.model)
+        config = self._subcommand_config()
+        if config.get("ckpt_path"):
+            check_weights_fit(Path(config.ckpt_path), self.model, bool(config.get("trust_checkpoint")))
 
     before_validate = before_test = before_predict = _check_weights_fit
 
@@ -495,9 +510,9 @@ def check_accelerator(trainer: Any) -> None:
         )
 
 
-def check_checkpoint_model(path: Path, model_class_path: str | None) -> None:
+def check_checkpoint_model(path: Path, model_class_path: str | None, trust: bool = False) -> None:
     """A checkpoint of one model given with another explicitly chosen one is an error, not a silent switch."""
-    saved = checkpoint_model(path)
+    saved = checkpoint_model(path, trust)
     if saved and model_class_path and saved != model_class_path:
         if model_class_path != DEFAULT_MODEL:
             raise ConfigError(
@@ -519,9 +534,9 @@ def note_changed_options(run_dir: Path, config: Any) -> None:
         )
 
 
-def check_weights_fit(path: Path, model: torch.nn.Module) -> None:
+def check_weights_fit(path: Path, model: torch.nn.Module, trust: bool = False) -> None:
     """A checkpoint whose weights have other names or shapes than ``model``'s fails with one line naming the first."""
-    saved = read_checkpoint(path, mmap=True).get("state_dict") or {}
+    saved = read_checkpoint(path, mmap=True, trust=trust).get("state_dict") or {}
     own = model.state_dict()
     problems = [f"size mismatch for {k}: checkpoint {list(v.shape)}, model {list(own[k].shape)}"
                 for k, v in saved.items() if k in own and v.shape != own[k].shape]  # fmt: skip

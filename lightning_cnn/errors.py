@@ -22,6 +22,10 @@ class ConfigError(LightningCnnError):
     """A configuration value is invalid in a way the argument parser cannot see."""
 
 
+class UntrustedCheckpointError(ConfigError):
+    """A checkpoint holds objects whose unpickling could run code, and the user did not say they trust it."""
+
+
 class MissingExtraError(ConfigError):
     """An optional dependency is not installed; the message gives the pip command for its extra."""
 

@@ -30,6 +30,21 @@ def add_device_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 
 
+def _true_or_false(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+    return text.lower() == "true"
+
+
+def add_trust_option(parser: argparse.ArgumentParser) -> None:
+    """``--trust_checkpoint [true]``: load checkpoints that hold more than weights and plain data (their unpickling
+    can run code written into the file), as for the Lightning subcommands."""
+    parser.add_argument(
+        "--trust_checkpoint", nargs="?", const=True, default=False, type=_true_or_false, metavar="{true,false}",
+        help="load a checkpoint that holds more than weights and plain data: only a file you trust",
+    )  # fmt: skip
+
+
 def resolve_device(name: str) -> str:
     """The device ``--device NAME`` means: ``auto`` is ``cuda`` when a GPU is available, else ``cpu``."""
     if name != "auto":

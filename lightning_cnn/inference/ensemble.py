@@ -25,7 +25,7 @@ from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, check_file
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
-from lightning_cnn.tool_options import ToolParser, add_device_option, format_table, resolve_device
+from lightning_cnn.tool_options import ToolParser, add_device_option, add_trust_option, format_table, resolve_device
 
 # data module settings that only matter for training (a bootstrap resample changes the training images alone)
 TRAINING_ONLY = ("augment", "bootstrap_seed", "_instantiator", "_class_path")
@@ -50,6 +50,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]
     parser.add_argument("--output", default="ensemble.json", help="where the figures go (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=512, help="images per forward pass (default: 512)")
     add_device_option(parser)
+    add_trust_option(parser)
     args, rest = parser.parse_known_args(list(argv))
     overrides: dict[str, Any] = {}
     i = 0
@@ -211,7 +212,7 @@ def table(result: dict[str, Any]) -> str:
 def main(argv: Sequence[str]) -> None:
     args, overrides = parse_args(argv)
     device = resolve_device(args.device)
-    members = [load_trained(path, device) for path in args.ckpt_path]
+    members = [load_trained(path, device, trust=args.trust_checkpoint) for path in args.ckpt_path]
     check_members(members)
     class_path, init_args = data_settings(members[0], args.config and find_config(args.config), overrides)
     val, test = load_splits(class_path, init_args, members[0].checkpoint_path)

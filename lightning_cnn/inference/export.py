@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import LightningCnnError
 from lightning_cnn.inference.trained import Preprocessing, load_trained
-from lightning_cnn.tool_options import ToolParser
+from lightning_cnn.tool_options import ToolParser, add_trust_option
 
 TOLERANCE = 1e-4  # largest absolute logit difference accepted between the exported model and PyTorch
 
@@ -138,12 +138,13 @@ def main(argv: Sequence[str]) -> None:
         "--ckpt_path", required=True, help="a checkpoint file, or a run folder (its best checkpoint, else last.ckpt)"
     )
     parser.add_argument("--output", default="model.onnx", help="the ONNX file (default: %(default)s)")
+    add_trust_option(parser)
     parser.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript file (.pt)")
     parser.add_argument("--check_batch", type=int, default=3, help="images in the check batch (default: 3)")
     args = parser.parse_args(list(argv))
     if args.check_batch < 1:
         parser.error(f"--check_batch must be at least 1, got {args.check_batch}")
-    trained = load_trained(args.ckpt_path, "cpu")
+    trained = load_trained(args.ckpt_path, "cpu", trust=args.trust_checkpoint)
     output = Path(args.output)
     diffs = export_model(trained.model.net, trained.preprocessing, output, args.torchscript, args.check_batch)
     shape = "×".join(map(str, trained.preprocessing.input_shape))

@@ -23,7 +23,7 @@ from PIL import Image
 from lightning_cnn.data.image_files import decode_files
 from lightning_cnn.errors import ConfigError, DataNotFoundError
 from lightning_cnn.inference.trained import TrainedModel, load_trained
-from lightning_cnn.tool_options import ToolParser, add_device_option, resolve_device
+from lightning_cnn.tool_options import ToolParser, add_device_option, add_trust_option, resolve_device
 
 DECODE_BLOCK = 2000  # files decoded (in parallel) and predicted at a time: bounds memory for any number of files
 
@@ -51,6 +51,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU core)")
     add_device_option(parser)
+    add_trust_option(parser)
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(list(argv))
     for key in ("top_k", "batch_size", "max_pixels"):
@@ -141,7 +142,7 @@ def main(argv: Sequence[str]) -> None:
     args = parse_args(argv)
     check_output(Path(args.output))
     device = resolve_device(args.device)
-    trained = load_trained(args.ckpt_path, device)
+    trained = load_trained(args.ckpt_path, device, trust=args.trust_checkpoint)
     files, bad = find_files(args.files)
     for line in bad:
         sys.stderr.write(f"skipped {line}\n")

@@ -85,7 +85,7 @@ class TrainedModel:
         return [(prep.classes[i], p) for i, p in zip(best.indices.tolist(), best.values.tolist(), strict=True)]
 
 
-def _preprocessing(checkpoint: dict[str, Any], path: Path) -> Preprocessing:
+def _preprocessing(checkpoint: dict[str, Any], path: Path, trust: bool = False) -> Preprocessing:
     """The record the data module saved (``ImageDataModule.state_dict``); older checkpoints rebuild the data module."""
     for value in checkpoint.values():
         if isinstance(value, dict) and isinstance(value.get("preprocessing"), dict):
@@ -94,21 +94,22 @@ def _preprocessing(checkpoint: dict[str, Any], path: Path) -> Preprocessing:
 
     hparams = checkpoint.get("datamodule_hyper_parameters") or {}
     cls = class_of(hparams.get("_class_path"), ImageDataModule, "data module", path)
-    datamodule = cls.load_from_checkpoint(path, augment=None, weights_only=False)
+    datamodule = cls.load_from_checkpoint(path, augment=None, weights_only=not trust)
     return Preprocessing.from_record(datamodule.preprocessing())
 
 
-def load_trained(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """The model of checkpoint or run folder ``path`` in eval mode on ``device``, with its preprocessing."""
+def load_trained(path: str | Path, device: str | torch.device = "cpu", trust: bool = False) -> TrainedModel:
+    """The model of checkpoint or run folder ``path`` in eval mode on ``device``, with its preprocessing. The file
+    is loaded without running code from it, unless ``trust`` (the user's ``--trust_checkpoint``)."""
     checkpoint_path = resolve_checkpoint(path)
-    checkpoint = read_checkpoint(checkpoint_path)
+    checkpoint = read_checkpoint(checkpoint_path, trust=trust)
     hparams = checkpoint.get("hyper_parameters") or {}
     cls = class_of(hparams.get("_class_path"), ImageClassifier, "model", checkpoint_path)
     try:
-        model = cls.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=False)
+        model = cls.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=not trust)
     except (RuntimeError, ValueError, TypeError) as err:
         raise ConfigError(f"ckpt_path: cannot build the model of {checkpoint_path} ({err})") from err
-    preprocessing = _preprocessing(checkpoint, checkpoint_path)
+    preprocessing = _preprocessing(checkpoint, checkpoint_path, trust)
     if tuple(model.input_shape) != preprocessing.input_shape or model.num_classes != len(preprocessing.classes):
         raise ConfigError(
             f"ckpt_path: {checkpoint_path}: the model takes {model.input_shape} images, {model.num_classes} classes,"

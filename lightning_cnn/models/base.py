@@ -178,7 +178,8 @@ class ImageClassifier(LightningModule):
 
             path = Path(checkpoint_path)
             check_file(path, "checkpoint file")
-            concrete = class_of(checkpoint_model(path), ImageClassifier, "model", path)
+            trust = kwargs.get("weights_only") is False  # Lightning's own flag: False loads what the file holds
+            concrete = class_of(checkpoint_model(path, trust), ImageClassifier, "model", path)
             return concrete.load_from_checkpoint(checkpoint_path, *args, **kwargs)
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
