@@ -1,6 +1,7 @@
 # Set-up, training and checks. Every target that needs the environment creates it first.
 PYTHON ?= python3
 VENV ?= .venv
+FLOORS_VENV ?= .venv-floors
 BIN := $(VENV)/bin
 # The CUDA build of torch also runs on CPU; pip takes these versions from the local disk where it can.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
@@ -8,7 +9,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 export LIGHTNING_CNN_DATA ?= $(abspath data)
 CONFIG ?= configs/mnist/lenet5.yaml
 
-.PHONY: install fit test test-fast test-wheel results lint format docs gpu-check tensorboard clean
+.PHONY: install fit test test-fast test-floors test-wheel results lint format docs gpu-check gpu-bundle tensorboard clean
 
 install: $(VENV)/.installed
 
@@ -27,6 +28,15 @@ test: install  ## the whole test suite, slow real-data runs included
 
 test-fast: install  ## everything but the slow real-data runs
 	$(BIN)/python -m pytest -m "not slow"
+
+test-floors:  ## the fast suite with every core dependency at its declared floor (constraints/floors.txt), own venv
+	rm -rf $(FLOORS_VENV)
+	$(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints/floors.txt torch torchvision
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c constraints/floors.txt -e '.[all,dev]'
+	$(FLOORS_VENV)/bin/python -m pip list 2>/dev/null | grep -iE '^(torch|torchvision|lightning|torchmetrics|jsonargparse|tensorboard|matplotlib) '
+	$(FLOORS_VENV)/bin/python -m pytest -m "not slow"
 
 test-wheel:  ## the core wheel in a fresh venv without extras, used from outside the checkout (.ci/wheel)
 	PYTHON=$(PYTHON) TORCH_SPEC="$(TORCH_SPEC)" bash .ci/wheel
@@ -47,6 +57,15 @@ docs: install  ## build the documentation site into build/site; a broken link or
 
 gpu-check: install  ## on a GPU machine: speed, memory, precision, compile, DDP; writes benchmarks/results/gpu-<device>.{json,md}
 	$(BIN)/python -m benchmarks.gpu_check
+
+gpu-bundle:  ## wheels for the offline GPU machine into build/gpu-bundle: ours and benchmarks/gpu_bundle.txt (py3.12)
+	rm -rf build/gpu-bundle
+	$(PYTHON) -m pip wheel --quiet --no-deps --wheel-dir build/gpu-bundle .
+	$(PYTHON) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		--platform any --dest build/gpu-bundle -r benchmarks/gpu_bundle.txt
+	ls -1 build/gpu-bundle
+	du -sh build/gpu-bundle
 
 tensorboard: install  ## curves of every run under lightning_logs/
 	$(BIN)/tensorboard --logdir lightning_logs

@@ -115,14 +115,18 @@ def int_before_float() -> None:
 
     if getattr(_typehints, _INT_BEFORE_FLOAT, False):
         return
-    sort_typehint, sort_for_value = _typehints.sort_unions_in_typehint, _typehints.sort_subtypes_for_union
-
-    def sort_unions_in_typehint(typehint: Any) -> Any:
-        return _int_first_everywhere(sort_typehint(typehint))
+    # every union is ordered for each value it parses; newer releases also sort a type hint once, for the help
+    sort_for_value = _typehints.sort_subtypes_for_union
 
     def sort_subtypes_for_union(subtypes: Any, *args: Any) -> Any:
         return list(_int_first(tuple(sort_for_value(subtypes, *args))))
 
-    _typehints.sort_unions_in_typehint = sort_unions_in_typehint
     _typehints.sort_subtypes_for_union = sort_subtypes_for_union
+    sort_typehint = getattr(_typehints, "sort_unions_in_typehint", None)
+    if sort_typehint is not None:
+
+        def sort_unions_in_typehint(typehint: Any) -> Any:
+            return _int_first_everywhere(sort_typehint(typehint))
+
+        _typehints.sort_unions_in_typehint = sort_unions_in_typehint
     setattr(_typehints, _INT_BEFORE_FLOAT, True)

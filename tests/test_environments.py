@@ -57,3 +57,24 @@ def test_one_batch_is_one_batch_and_one_point_zero_the_whole_epoch(tmp_path):
     assert type(one.config.trainer.limit_train_batches) is int
     whole = cli_main([*QUICK, *root, "--trainer.limit_train_batches", "1.0"], run=False)
     assert type(whole.config.trainer.limit_train_batches) is float
+
+
+def test_the_declared_floors_are_the_tested_ones():
+    """pyproject.toml's lower bound of each core dependency is the version make test-floors installs."""
+    import re
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    pins = dict(
+        line.split("==")
+        for line in (root / "constraints" / "floors.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    declared = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    floors = {}
+    for requirement in declared:
+        name = re.match(r"[\w-]+", requirement)[0]
+        low = re.search(r">=([\w.]+)", requirement)
+        floors[name] = low[1] if low else None
+    assert floors == pins, "pyproject.toml's floors and constraints/floors.txt differ: test the floor you declare"

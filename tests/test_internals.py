@@ -43,3 +43,11 @@ def test_the_fenced_helpers_work_on_the_installed_versions(tmp_path):
     trial = study.ask()
     internals.fail_trial(study, study.trials[trial.number])
     assert study.trials[trial.number].state == optuna.trial.TrialState.FAIL
+
+
+def test_the_hook_that_orders_unions_finds_jsonargparse_s_function():
+    from jsonargparse import _typehints
+
+    internals.int_before_float()
+    assert getattr(_typehints, "_lightning_cnn_int_before_float", False)
+    assert callable(_typehints.sort_subtypes_for_union)  # tests/test_environments.py parses through it
