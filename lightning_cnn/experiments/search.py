@@ -11,6 +11,11 @@ the same command at once (in several terminals, or as several jobs on one machin
 share its trials through the study database, each claims the next trial in turn, and together they run the number
 asked for. ``search.csv`` (every trial, best first) and ``best.yaml`` (the best values, usable as a ``--config``
 after the base configs) are written there when a worker ends.
+
+With ``--storage URL`` (an Optuna database URL such as ``postgresql://USER@HOST:PORT/DB``) the study, named
+``search_<NAME>``, lives in that database instead and workers on several machines share it; each keeps its own
+search folder. A trial whose worker died stops sending its heartbeat (every ``--heartbeat`` seconds) and, twice
+that long after its last one, is failed and runs again in the next worker that claims a trial.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import math
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,6 +46,15 @@ except ImportError:  # Windows: no advisory locks; one search process per folder
 from lightning_cnn.config_files import find_config, option_given, read_yaml
 from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.experiments.runner import run_fit, runs_folder
+from lightning_cnn.experiments.study_storage import (
+    HEARTBEAT_S,
+    StudyStorage,
+    claim_lock,
+    locked,
+    rdb_storage,
+    storage_errors,
+    study_storage,
+)
 from lightning_cnn.internals import fail_trial
 from lightning_cnn.models.base import METRICS
 from lightning_cnn.tool_options import ToolParser, format_table, write_csv
@@ -51,9 +66,6 @@ RANGE_KEYS = {"low", "high", "log", "step"}
 PARAM_KEYS = {"float": RANGE_KEYS, "int": RANGE_KEYS, "categorical": {"choices"}}
 # MedianPruner: the first trials always finish, so later ones have a median to be compared with
 PRUNER_STARTUP_TRIALS = 2
-# seconds a worker waits for SQLite's write lock while another worker writes to the study
-SQLITE_TIMEOUT_S = 120
-STUDY_NAME = "search"  # the Optuna study in a search folder's study.db, which every worker of that search shares
 
 
 @dataclass
@@ -248,8 +260,8 @@ def make_sampler(spec: SearchSpec, seed: int) -> optuna.samplers.BaseSampler:
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, spec.trials // 2)))
 
 
-def open_study(spec: SearchSpec, folder: Path, fit_args: list[str]) -> optuna.Study:
-    """Create the study in ``folder/study.db``, or reopen it when ``folder`` holds the same search."""
+def open_study(spec: SearchSpec, folder: Path, fit_args: list[str], storage: StudyStorage) -> optuna.Study:
+    """Create the study in ``storage``, or reopen it when it (and ``folder``) holds the same search."""
     record = {"space_file": str(spec.path), "spec": {k: v for k, v in spec.raw.items() if k != "trials"},
               "fit_args": fit_args}  # fmt: skip
     saved = folder / "search.yaml"
@@ -262,38 +274,42 @@ def open_study(spec: SearchSpec, folder: Path, fit_args: list[str]) -> optuna.St
     else:
         folder.mkdir(parents=True, exist_ok=True)
         saved.write_text(yaml.safe_dump(json.loads(json.dumps(record)), sort_keys=False))
-    storage = optuna.storages.RDBStorage(
-        f"sqlite:///{(folder / 'study.db').absolute()}",
-        engine_kwargs={"connect_args": {"timeout": SQLITE_TIMEOUT_S}},
-    )
     pruner = optuna.pruners.MedianPruner(n_startup_trials=PRUNER_STARTUP_TRIALS)
-    return optuna.create_study(
-        storage=storage,
-        study_name=STUDY_NAME,
+    study = optuna.create_study(
+        storage=rdb_storage(storage),
+        study_name=storage.study_name,
         direction=spec.direction,
         sampler=make_sampler(spec, spec.seed),  # reseeded for every trial: see claim_trial
         pruner=pruner if spec.pruner == "median" else optuna.pruners.NopPruner(),
         load_if_exists=True,
     )
+    if storage.shared:
+        check_same_search(study, spec, storage)
+    return study
 
 
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the file ``path`` (waiting for it) while the block runs; the OS drops it when the
-    process ends, however it ends."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+def check_same_search(study: optuna.Study, spec: SearchSpec, storage: StudyStorage) -> None:
+    """A study in a shared database records its space when created; a worker of another space with the same name
+    (the space file's, or ``--name``) is refused instead of mixing its trials in."""
+    record = {k: v for k, v in spec.raw.items() if k not in ("trials", "base")}
+    record = json.loads(json.dumps({**record, "base": [Path(b).name for b in spec.base]}))  # paths differ by machine
+    saved = study.user_attrs.get("search")
+    if saved is None:
+        study.set_user_attr("search", record)
+    elif saved != record:
+        raise ConfigError(
+            f"--storage {storage.shown}: study {storage.study_name} holds a search of another space (its user"
+            " attribute 'search' records it); give --name NEW for a new study"
+        )
 
 
 class Worker:
     """This process as a worker of the search in ``folder``: it holds ``workers/<host>-<pid>.lock`` for its whole
-    life, so other workers can tell whether the trials it claimed are still running or were cut short."""
+    life, so other workers can tell whether the trials it claimed are still running or were cut short. With
+    ``heartbeat`` (a --storage study) the trials' heartbeat tells that instead, for workers on any machine."""
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
+    def __init__(self, folder: Path, heartbeat: int | None = None) -> None:
+        self.folder, self.heartbeat = folder, heartbeat
         self.name = f"{socket.gethostname()}-{os.getpid()}"
         self.path = folder / "workers" / f"{self.name}.lock"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,7 +326,7 @@ class Worker:
         (its lock cannot be seen from here); a trial without a worker comes from a search process that has ended."""
         if name is None:
             return False
-        if name == self.name:
+        if name == self.name or self.heartbeat is not None:  # a dead worker's trials are failed by their heartbeat
             return True
         if not name.startswith(f"{socket.gethostname()}-"):
             return True
@@ -329,6 +345,10 @@ class Worker:
 def retry_cut_short(study: optuna.Study, worker: Worker) -> None:
     """Queue again, once each, the values of trials that never finished: RUNNING ones whose worker is gone (it was
     killed), FAIL ones (interrupted or crashed). Trials that live workers are running are left alone."""
+    if worker.heartbeat is not None:
+        for trial in fail_stale_trials(study):
+            print(f"search: trial {trial.number} (worker {trial.user_attrs.get('worker')}) sent no heartbeat for"
+                  f" {2 * worker.heartbeat} s: failed; it runs again", file=sys.stderr, flush=True)  # fmt: skip
     requeued = set(study.user_attrs.get("requeued", []))
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.FAIL)):
         if trial.state == TrialState.RUNNING:
@@ -339,6 +359,26 @@ def retry_cut_short(study: optuna.Study, worker: Worker) -> None:
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number})
             requeued.add(trial.number)
     study.set_user_attr("requeued", sorted(requeued))
+
+
+def fail_stale_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """Fail the RUNNING trials whose heartbeat stopped (their worker was killed, or its machine lost) and return
+    them; Optuna's grace period before that is twice the heartbeat interval."""
+    running = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+    if not running:
+        return []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)) if t.number in running]
+
+
+def taken_away(number: int, storage: StudyStorage) -> None:
+    """Say that another worker failed this worker's trial ``number`` while it still ran it: no heartbeat of it reached
+    the database for the grace period. Its values run again in a trial of their own; this result is dropped."""
+    print(f"search: trial {number} was failed by another worker: its heartbeat was missing for over"
+          f" {2 * (storage.heartbeat or 0)} s (a suspended machine, or the database out of reach); its values run"
+          " again in a new trial", file=sys.stderr, flush=True)  # fmt: skip
 
 
 def trials_taken(study: optuna.Study) -> int:
@@ -406,6 +446,12 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--space", required=True, type=Path, help="the search space file, e.g. configs/search/*.yaml")
     parser.add_argument("--trials", type=int, help="number of finished trials wanted; default the file's 'trials'")
     parser.add_argument("--name", help="search folder lightning_logs/search_NAME; default the space file's name")
+    parser.add_argument("--storage", metavar="URL", help="an Optuna database URL (postgresql://USER@HOST:PORT/DB,"
+                        " sqlite:///PATH) holding the study (named search_NAME) that workers on several machines share;"
+                        " default: study.db in the search folder")  # fmt: skip
+    parser.add_argument("--heartbeat", type=int, metavar="SECONDS", help="with --storage: seconds between a running"
+                        f" trial's heartbeats; a trial silent for twice that is failed and runs again (default"
+                        f" {HEARTBEAT_S})")  # fmt: skip
     return parser.parse_known_args(list(argv))
 
 
@@ -421,13 +467,26 @@ def main(argv: Sequence[str]) -> None:
     sample = {key: p["choices"][0] if p["type"] == "categorical" else p["low"] for key, p in spec.space.items()}
     runs_folder(base_args + override_args(sample), context=f"search space {spec.path}")  # the space's keys
     folder = runs_root / f"search_{args.name or spec.path.stem}"
+    storage = study_storage(args, folder)  # a --storage database is reached before anything is written
     folder.mkdir(parents=True, exist_ok=True)
-    claim_lock = folder / "claim.lock"  # one worker at a time creates the study, looks for cut-short trials, claims
-    with locked(claim_lock):  # workers started together would otherwise both create study.db's tables
-        study = open_study(spec, folder, fit_args)
-    worker = Worker(folder)
+    with storage_errors(storage):
+        table = run_worker(spec, folder, storage, base_args, fit_args)
+    print(f"\nsearch {folder}: {spec.metric} ({spec.direction}), {spec.sampler} sampler, best first:")
+    print(table)
+    saved = "search.csv and best.yaml" if (folder / "best.yaml").is_file() else "search.csv"
+    print(f"saved {saved} in {folder}")
+
+
+def run_worker(spec: SearchSpec, folder: Path, storage: StudyStorage, base_args: list[str], fit_args: list[str]) -> str:
+    """Claim and run trials until the study has the number asked for; return the summary table."""
+    with claim_lock(folder, storage):  # workers started together would otherwise both create the study's tables
+        study = open_study(spec, folder, fit_args, storage)
+    if storage.shared:
+        print(f"search: study {storage.study_name} in {storage.shown}, heartbeat every {storage.heartbeat} s",
+              file=sys.stderr, flush=True)  # fmt: skip
+    worker = Worker(folder, storage.heartbeat)
     try:
-        with locked(claim_lock):
+        with claim_lock(folder, storage):
             retry_cut_short(study, worker)
             done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
             running = trials_taken(study) - done
@@ -436,8 +495,16 @@ def main(argv: Sequence[str]) -> None:
             print(f"search: {verb} {folder}: {done} of {spec.trials} trials done{others}", file=sys.stderr,
                   flush=True)  # fmt: skip
         claim = contextlib.ExitStack()
+        lost: list[int] = []  # trials of this worker that another one failed (no heartbeat) while it ran them
 
         def objective(trial: optuna.Trial) -> float:
+            try:
+                return run_trial(trial)
+            except optuna.exceptions.UpdateFinishedTrialError:  # the database holds the trial as failed
+                lost.append(trial.number)
+                raise
+
+        def run_trial(trial: optuna.Trial) -> float:
             trial.set_user_attr("worker", worker.name)
             params = {key: suggest(trial, key, param) for key, param in spec.space.items()}
             # the trial is claimed and, once its run folder exists, the next worker may claim the one after it
@@ -455,18 +522,19 @@ def main(argv: Sequence[str]) -> None:
 
         while True:
             with claim:
-                claim.enter_context(locked(claim_lock))
+                claim.enter_context(claim_lock(folder, storage))
                 retry_cut_short(study, worker)
                 if trials_taken(study) >= spec.trials:
                     break
                 # seeded by the trial's number: workers draw different values, a resumed search new ones
                 study.sampler = make_sampler(spec, spec.seed + len(study.trials))
-                study.optimize(objective, n_trials=1)
-        with locked(claim_lock):
-            table = summarize(study, spec, folder)
+                try:
+                    study.optimize(objective, n_trials=1)
+                except (optuna.exceptions.UpdateFinishedTrialError, ValueError):  # Optuna: "Cannot tell a FAIL trial"
+                    if not lost:
+                        raise
+                    taken_away(lost.pop(), storage)  # its values were queued again: go on with the next trial
+        with locked(folder / "claim.lock"):  # search.csv and best.yaml: one worker of this folder at a time
+            return summarize(study, spec, folder)
     finally:
         worker.close()
-    print(f"\nsearch {folder}: {spec.metric} ({spec.direction}), {spec.sampler} sampler, best first:")
-    print(table)
-    saved = "search.csv and best.yaml" if (folder / "best.yaml").is_file() else "search.csv"
-    print(f"saved {saved} in {folder}")
