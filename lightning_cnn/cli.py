@@ -50,7 +50,13 @@ from lightning_cnn.training.predictions import PredictionCSV
 from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.progress import progress_callback
 from lightning_cnn.training.report import EvaluationReport
-from lightning_cnn.training.run_folder import last_good_checkpoint, lock_run, release_runs, remove_if_untrained
+from lightning_cnn.training.run_folder import (
+    last_good_checkpoint,
+    lock_run,
+    release_runs,
+    remove_if_untrained,
+    set_aside_damaged_last,
+)
 
 int_before_float()  # "--trainer.limit_train_batches 10" is ten batches whatever else was imported first
 
@@ -254,6 +260,7 @@ class CNNLightningCLI(LightningCLI):
             return  # a checkpoint of a run under another root: a new run here starts from its weights
         if self.subcommand == "fit":
             lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
+            set_aside_damaged_last(run_dir, path)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")
             note_changed_options(run_dir, config)
         self._run_version = run_version(run_dir)

@@ -22,6 +22,10 @@ class ConfigError(LightningCnnError):
     """A configuration value is invalid in a way the argument parser cannot see."""
 
 
+class CorruptCheckpointError(ConfigError):
+    """A checkpoint's bytes are not those its run wrote: its SHA-256 differs from the one recorded beside it."""
+
+
 class UntrustedCheckpointError(ConfigError):
     """A checkpoint holds objects whose unpickling could run code, and the user did not say they trust it."""
 

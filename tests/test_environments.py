@@ -62,8 +62,9 @@ def test_one_batch_is_one_batch_and_one_point_zero_the_whole_epoch(tmp_path):
 def test_the_declared_floors_are_the_tested_ones():
     """pyproject.toml's lower bound of each core dependency is the version make test-floors installs."""
     import re
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parents[1]
     pins = dict(

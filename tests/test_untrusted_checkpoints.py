@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from lightning_cnn.checkpoints import sum_file
 from lightning_cnn.errors import UntrustedCheckpointError
 from lightning_cnn.inference.trained import load_trained
 from tests.helpers.runs import QUICK, fit_tiny_run
@@ -42,6 +43,7 @@ def planted(trained: Path, tmp_path: Path) -> tuple[Path, Path, Path]:
         content = torch.load(checkpoint, weights_only=True)
         content["shared_by"] = Payload(marker)  # a key nothing reads: only unpickling runs it
         torch.save(content, checkpoint)
+        sum_file(checkpoint).unlink()  # a file from elsewhere has no SHA-256 record to betray it
     loose = tmp_path / "shared.ckpt"
     shutil.copy(run / "checkpoints" / "last.ckpt", loose)
     return run, loose, marker

@@ -1,4 +1,5 @@
-"""Checkpoint files that are whole or absent: written beside their target, synced, then renamed into place."""
+"""Checkpoint files that are whole or absent, and verifiable: written beside their target, synced, renamed into
+place, with their SHA-256 recorded beside them (``<name>.ckpt.sha256``), which every load checks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from lightning_cnn.checkpoints import record_sum, recorded_sums, sha256, sum_file
 from lightning_cnn.internals import PathLike
 
 
@@ -32,6 +34,15 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            digest = sha256(partial)
+            record_sum(target, digest, *sorted(recorded_sums(target) or ()))  # the old file or the new one
             os.replace(partial, target)
+            record_sum(target, digest)
         finally:
             partial.unlink(missing_ok=True)
+
+    def remove_checkpoint(self, path: PathLike) -> None:
+        """Remove a checkpoint (one that left the top k) and its SHA-256 record."""
+        super().remove_checkpoint(path)
+        if "://" not in str(path):
+            sum_file(Path(path)).unlink(missing_ok=True)

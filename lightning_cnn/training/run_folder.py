@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 from typing import IO
 
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lightning_cnn.checkpoints import run_version
+from lightning_cnn.checkpoints import LAST, recorded_sums, run_version, sum_file, verifies
 from lightning_cnn.errors import ConfigError
 
 try:
@@ -88,3 +88,18 @@ def last_good_checkpoint(run_dir: Path, saved: list[Path]) -> Path | None:
     newest = sorted(run_dir.rglob("*.ckpt"), key=lambda p: p.stat().st_mtime)[-1:]
     found = [p for p in saved if p.is_file()][:1] or newest
     return found[0] if found else None
+
+
+def set_aside_damaged_last(run_dir: Path, resumed_from: Path) -> None:
+    """Before a run resumes from another of its checkpoints because its ``last.ckpt`` no longer verifies: keep that
+    file's bytes as ``last.ckpt.damaged`` so the resumed run writes ``last.ckpt`` anew (Lightning would write
+    ``last-v1.ckpt`` beside it, and ``--ckpt_path last`` would keep finding the damaged one)."""
+    last = run_dir / "checkpoints" / LAST
+    if not last.is_file() or last.resolve() == resumed_from.resolve() or recorded_sums(last) is None:
+        return
+    if verifies(last):
+        return
+    damaged = last.with_name(f"{LAST}.damaged")
+    os.replace(last, damaged)
+    sum_file(last).replace(damaged.with_name(f"{damaged.name}.sha256"))
+    rank_zero_info(f"{last} does not verify: kept as {damaged.name}; the resumed run writes {LAST} anew")
