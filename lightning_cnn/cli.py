@@ -43,7 +43,13 @@ from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier, check_monitor
 from lightning_cnn.models.losses import LOSSES
-from lightning_cnn.training.callbacks import RunCheckpoint, RunLabels, ScheduleResumeNote, skip_unused_batch_hooks
+from lightning_cnn.training.callbacks import (
+    LogEveryEpoch,
+    RunCheckpoint,
+    RunLabels,
+    ScheduleResumeNote,
+    skip_unused_batch_hooks,
+)
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import PlacedLogger, RunFolder, RunLogger, check_logger_packages, finish_runs
 from lightning_cnn.training.predictions import PredictionCSV
@@ -62,6 +68,8 @@ int_before_float()  # "--trainer.limit_train_batches 10" is ten batches whatever
 
 # Batches are slices of in-memory tensors, so worker processes only add overhead: silence the advice.
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+# a training set of fewer batches than log_every_n_steps logs every epoch's worth of steps instead (LogEveryEpoch)
+warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
 
 
 class ArgumentParser(LightningArgumentParser):
@@ -332,7 +340,7 @@ class CNNLightningCLI(LightningCLI):
             self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": f"config_{kind}_{n}.yaml"}
             if self.subcommand == "fit":
                 callbacks.append(ScheduleResumeNote(self._existing_run / f"config_{kind}_{n}.yaml"))
-        callbacks.append(RunLabels())
+        callbacks += [RunLabels(), LogEveryEpoch()]
         progress = progress_callback(
             self._get(self.config, "progress", default="auto"),
             self._get(self.config, "progress_interval", default=30.0),

@@ -74,6 +74,20 @@ class EpochShuffleSampler(Sampler[int]):
         yield from torch.randperm(self.size, generator=generator).tolist()
 
 
+class SeededOrder(Sampler[int]):
+    """One seeded random order of a split, the same every epoch: a limited evaluation (``limit_val_batches``,
+    ``limit_test_batches``) then takes a sample of every class, not the first classes of a class-ordered split."""
+
+    def __init__(self, size: int, seed: int) -> None:
+        self.order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order)
+
+
 def new_folders(folder: Path) -> Callable[[], list[Path]]:
     """A function listing the folders at or under ``folder`` (and its missing parents) created since this call."""
     missing = [p for p in (folder, *folder.parents) if not p.exists()]
@@ -119,12 +133,17 @@ def run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", torch.initial_seed() % 2**31))
 
 
+DEFAULT_VAL_FRACTION = 0.1  # without data.val_size: a tenth of the training images validates,
+DEFAULT_VAL_MAX = 5000  # but never more than this many (MNIST and CIFAR-10: 5,000, as their papers hold out)
+
+
 def split_indices(
-    total: int, val_size: int | float, seed: int, fold: int | None = None, num_folds: int = 5
+    total: int, val_size: int | float | None, seed: int, fold: int | None = None, num_folds: int = 5
 ) -> tuple[Tensor, Tensor]:
     """Training and validation indices of a training set of ``total`` images, from one seeded permutation.
 
-    Without ``fold`` the first ``val_size`` images of the permutation (a count, or a fraction below 1) validate.
+    Without ``fold`` the first ``val_size`` images of the permutation (a count, or a fraction below 1; None: a tenth,
+    at most ``DEFAULT_VAL_MAX``) validate.
     With ``fold`` the permutation is cut into ``num_folds`` near-equal parts and part ``fold`` validates, so the
     folds of one seed are disjoint and together cover the training set (k-fold cross-validation).
     """
@@ -135,9 +154,36 @@ def split_indices(
         parts = torch.tensor_split(order, num_folds)
         return torch.cat([p for i, p in enumerate(parts) if i != fold]), parts[fold]
     n_val = round(val_size * total) if isinstance(val_size, float) else val_size
+    if val_size is None:  # the default: a tenth of the images, at least one, at most DEFAULT_VAL_MAX
+        n_val = max(1, min(DEFAULT_VAL_MAX, round(DEFAULT_VAL_FRACTION * total)))
     if n_val >= total:
         raise ConfigError(f"data.val_size={val_size} leaves no training images out of {total}")
     return order[n_val:], order[:n_val]
+
+
+def stratified_holdout(labels: Tensor, size: int | float, seed: int) -> tuple[Tensor, Tensor]:
+    """Indices of the images kept and of ``size`` images held out (a count, or a fraction below 1), drawn class by
+    class with a seeded generator so that each class is held out in its share: a test split for a set of images
+    that has none of its own."""
+    total = len(labels)
+    n_held = round(size * total) if isinstance(size, float) else size
+    if not 0 < n_held < total:
+        raise ConfigError(f"data.test_size={size} holds out {n_held} of {total} images; leave some on each side")
+    generator = torch.Generator().manual_seed(seed)
+    classes, counts = labels.unique(return_counts=True)
+    shares = counts.double() * n_held / total
+    per_class = shares.floor().long()
+    # the images the floors left over go to the classes with the largest remainders, the first such on a tie
+    leftover = n_held - int(per_class.sum())
+    per_class[torch.argsort(shares - per_class, descending=True, stable=True)[:leftover]] += 1
+    held = []
+    for label, n in zip(classes.tolist(), per_class.tolist(), strict=True):
+        members = (labels == label).nonzero().flatten()
+        held.append(members[torch.randperm(len(members), generator=generator)[:n]])
+    held_out = torch.cat(held).sort().values
+    kept = torch.ones(total, dtype=torch.bool)
+    kept[held_out] = False
+    return kept.nonzero().flatten(), held_out
 
 
 def bootstrap_indices(indices: Tensor, seed: int) -> Tensor:
@@ -163,7 +209,11 @@ class ImageDataModule(LightningDataModule):
         batch_size: training batch size (per process under DDP).
         eval_batch_size: validation/test batch size; default twice ``batch_size``.
         num_workers: DataLoader worker processes; 0 is fastest for in-memory tensors.
-        val_size: validation images taken from the training set: a count, or a fraction below 1.
+        val_size: validation images taken from the training set: a count, or a fraction below 1; by default a
+            tenth of them, at most 5,000 (so a folder of a few dozen images trains as well as MNIST).
+        test_size: hold out this many training images (a count, or a fraction below 1), seeded and class by class,
+            as the test split: for a set of images without a test split of its own (an image folder without
+            ``test_dir``).
         split_seed: seed of the train/validation split, independent of the training seed.
         fold: validate on fold ``fold`` (0 to ``num_folds`` - 1) of a seeded ``num_folds``-way split of the
             training set instead of on ``val_size`` images: k-fold cross-validation (``python -m lightning_cnn
@@ -193,13 +243,14 @@ class ImageDataModule(LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        val_size: int | float = 5000,
+        val_size: int | float | None = None,
         split_seed: int = 42,
         augment: list[BatchAugmentation] | None = None,
         fold: int | None = None,
         num_folds: int = 5,
         mix: BatchMix | None = None,
         bootstrap_seed: int | None = None,
+        test_size: int | float | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -211,10 +262,11 @@ class ImageDataModule(LightningDataModule):
                 f"data.num_workers must be 0 to {WORKERS_PER_CORE * cores} ({WORKERS_PER_CORE} per CPU core here), got"
                 f" {num_workers}; 0 is fastest for these in-memory datasets"
             )
-        if val_size <= 0 or (isinstance(val_size, float) and val_size >= 1):
-            raise ConfigError(
-                f"data.val_size must be a number of images (1 or more) or a fraction in (0, 1), got {val_size}"
-            )
+        for key, size in (("val_size", val_size), ("test_size", test_size)):
+            if size is not None and (size <= 0 or (isinstance(size, float) and size >= 1)):
+                raise ConfigError(
+                    f"data.{key} must be a number of images (1 or more) or a fraction in (0, 1), got {size}"
+                )
         if num_folds < 2:
             raise ConfigError(f"data.num_folds must be at least 2, got {num_folds}")
         if fold is not None and not 0 <= fold < num_folds:
@@ -231,6 +283,7 @@ class ImageDataModule(LightningDataModule):
         self.eval_batch_size = eval_batch_size or 2 * batch_size
         self.num_workers = num_workers
         self.val_size = val_size
+        self.test_size = test_size
         self.split_seed = split_seed
         self.fold, self.num_folds = fold, num_folds
         self.bootstrap_seed = bootstrap_seed
@@ -302,8 +355,13 @@ class ImageDataModule(LightningDataModule):
         return images, labels
 
     def setup(self, stage: str | None = None) -> None:
-        if stage in ("fit", "validate", None) and self.train_set is None:
+        held_out = self.test_size is not None and stage in ("test", "predict", None) and self.test_set is None
+        if (stage in ("fit", "validate", None) and self.train_set is None) or held_out:
             images, labels = self.load_checked_split(train=True)
+            if self.test_size is not None:  # the test split comes out of the training images, before the others
+                kept, test = stratified_holdout(labels, self.test_size, self.split_seed)
+                self.test_set = TensorImages(images[test], labels[test])
+                images, labels = images[kept], labels[kept]
             train, val = split_indices(len(labels), self.val_size, self.split_seed, self.fold, self.num_folds)
             if self.bootstrap_seed is not None:
                 train = bootstrap_indices(train, self.bootstrap_seed)
@@ -327,12 +385,22 @@ class ImageDataModule(LightningDataModule):
             dataset, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
         )
 
-    def _loader(self, dataset: TensorImages | None, train: bool) -> DataLoader:
+    def _limited(self, dataset: TensorImages, limit_key: str) -> bool:
+        """Whether the trainer evaluates only part of ``dataset`` (``limit_val_batches`` or ``limit_test_batches``)."""
+        limit = getattr(self.trainer, limit_key, None) if self.trainer is not None else None
+        if isinstance(limit, bool) or not isinstance(limit, (int, float)):
+            return False
+        return limit * self.eval_batch_size < len(dataset) if isinstance(limit, int) else limit < 1.0
+
+    def _loader(self, dataset: TensorImages | None, train: bool, limit_key: str | None = None) -> DataLoader:
         assert dataset is not None, "setup() must run before asking for a dataloader"
+        sampler = EpochShuffleSampler(len(dataset), run_seed()) if train else self._eval_sampler(dataset)
+        if sampler is None and limit_key is not None and self._limited(dataset, limit_key):
+            sampler = SeededOrder(len(dataset), self.split_seed)
         return DataLoader(
             dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            sampler=EpochShuffleSampler(len(dataset), run_seed()) if train else self._eval_sampler(dataset),
+            sampler=sampler,
             # a generator of its own: creating an iterator then draws nothing from the global RNG
             generator=torch.Generator().manual_seed(run_seed()),
             num_workers=self.num_workers,
@@ -345,10 +413,10 @@ class ImageDataModule(LightningDataModule):
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, train=False)
+        return self._loader(self.val_set, train=False, limit_key="limit_val_batches")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, train=False)
+        return self._loader(self.test_set, train=False, limit_key="limit_test_batches")
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, train=False)

@@ -63,7 +63,8 @@ class ImageFolderDataModule(ImageDataModule):
         batch_size: see ``ImageDataModule``.
         eval_batch_size: see ``ImageDataModule``.
         num_workers: see ``ImageDataModule``.
-        val_size: see ``ImageDataModule``.
+        val_size, test_size: see ``ImageDataModule``; ``test_size`` holds a test split out of ``train_dir`` when there
+            is no ``test_dir``.
         split_seed: see ``ImageDataModule``.
         augment: see ``ImageDataModule``.
         fold: see ``ImageDataModule``.
@@ -91,18 +92,19 @@ class ImageFolderDataModule(ImageDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        val_size: int | float = 5000,
+        val_size: int | float | None = None,
         split_seed: int = 42,
         augment: list[BatchAugmentation] | None = None,
         fold: int | None = None,
         num_folds: int = 5,
         mix: BatchMix | None = None,
         bootstrap_seed: int | None = None,
+        test_size: int | float | None = None,
     ) -> None:
         super().__init__(
             data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
-            fold=fold, num_folds=num_folds, mix=mix, bootstrap_seed=bootstrap_seed,
+            fold=fold, num_folds=num_folds, mix=mix, bootstrap_seed=bootstrap_seed, test_size=test_size,
         )  # fmt: skip
         shape = self.shape_of(image_size, grayscale)
         channels = shape[0]
@@ -122,6 +124,11 @@ class ImageFolderDataModule(ImageDataModule):
         self.root = self._resolve_root(root)
         self.train_folder = self.root / train_dir
         self.test_folder = self.root / test_dir if test_dir is not None else None
+        if test_dir is not None and test_size is not None:
+            raise ConfigError(
+                f"data.test_size={test_size} holds a test split out of train_dir, but data.test_dir={test_dir!r} is"
+                " the test split already: give one of them"
+            )
         for key, folder in (("train_dir", self.train_folder), ("test_dir", self.test_folder)):
             if folder is not None and not folder.is_dir():
                 there = sorted(p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -205,7 +212,8 @@ class ImageFolderDataModule(ImageDataModule):
         """Nothing to download: the folders were checked when the module was built."""
 
     def setup(self, stage: str | None = None) -> None:
-        super().setup("fit" if stage is None and self.test_folder is None else stage)
+        no_test = self.test_folder is None and self.test_size is None
+        super().setup("fit" if stage is None and no_test else stage)
 
     def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
         if train:
@@ -214,7 +222,8 @@ class ImageFolderDataModule(ImageDataModule):
             return images, labels
         if self.test_folder is None:
             raise ConfigError(
-                "data.test_dir is not set: give a folder of class sub-folders (relative to data.root) to test on"
+                "data.test_dir is not set: give a folder of class sub-folders (relative to data.root) to test on, or"
+                " hold some training images out with data.test_size (e.g. 0.2)"
             )
         return self._load(self.test_folder)
 

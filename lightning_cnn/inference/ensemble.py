@@ -30,7 +30,7 @@ from lightning_cnn.tool_options import ToolParser, add_device_option, add_trust_
 # data module settings that only matter for training (a bootstrap resample changes the training images alone)
 TRAINING_ONLY = ("augment", "bootstrap_seed", "_instantiator", "_class_path")
 # data module settings that choose the validation split: stacking needs one that no member trained on
-SPLIT_KEYS = ("val_size", "split_seed", "fold", "num_folds")
+SPLIT_KEYS = ("val_size", "test_size", "split_seed", "fold", "num_folds")
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]:

@@ -174,3 +174,13 @@ class RunLabels(L.Callback):
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._log(trainer)
+
+
+class LogEveryEpoch(L.Callback):
+    """On a small training set, with fewer batches an epoch than ``trainer.log_every_n_steps`` (50 by default), log
+    every epoch's worth of steps instead: the ``train/loss`` and learning-rate curves would otherwise stay empty."""
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        batches = trainer.num_training_batches
+        if isinstance(batches, int) and 0 < batches < trainer.log_every_n_steps:
+            trainer.log_every_n_steps = batches
