@@ -167,6 +167,8 @@ class CNNLightningCLI(LightningCLI):
         )
         parser.set_defaults(
             {
+                # a list: logger fragments (`logger+:`) add theirs to TensorBoard; --trainer.logger X replaces it
+                "trainer.logger": [{"class_path": "lightning_cnn.training.loggers.RunLogger"}],
                 "model": {"class_path": DEFAULT_MODEL},
                 "data": {"class_path": "lightning_cnn.data.MNISTDataModule"},
             }
@@ -313,7 +315,7 @@ class CNNLightningCLI(LightningCLI):
         elif logger is False:
             loggers = []
         else:
-            loggers = list(logger) if isinstance(logger, (list, tuple)) else [logger]
+            loggers = one_of_each(list(logger) if isinstance(logger, (list, tuple)) else [logger])
         resume = getattr(self, "_run_version", None)
         self._run_folder = folder = RunFolder(root, resume)
         self._existing_run = None if resume is None else folder.path
@@ -432,6 +434,13 @@ class CNNLightningCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
         finally:
             self.trainer.callbacks = callbacks
+
+
+def one_of_each(loggers: list[Any]) -> list[Any]:
+    """The loggers, the first of each class only: a logger fragment may add the default TensorBoard logger again,
+    and two loggers of one kind would write the same run folder twice."""
+    kinds: set[type] = set()
+    return [each for each in loggers if not (type(each) in kinds or kinds.add(type(each)))]
 
 
 ANNEALED = 0.01  # a learning rate that ended below this fraction of its start was annealed

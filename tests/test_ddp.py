@@ -52,7 +52,7 @@ def test_ddp_metrics_equal_one_process_exactly_and_only_rank_zero_writes(run_cli
     assert runs == ["version_0"]
     run = ddp_root / "lightning_logs" / "version_0"
     assert len(list(run.glob("events.out.tfevents.*"))) == 2  # fit and test, from rank 0 only
-    checkpoints = sorted(p.name for p in (run / "checkpoints").iterdir())
+    checkpoints = sorted(p.name for p in (run / "checkpoints").glob("*.ckpt"))
     assert len(checkpoints) == 2 and "last.ckpt" in checkpoints
     ddp, ddp_report = scalars(run), json.loads((run / "metrics.json").read_text())
 

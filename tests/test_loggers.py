@@ -169,3 +169,18 @@ def test_a_resumed_run_whose_mlflow_run_was_deleted_starts_a_new_one(mnist_dir, 
     assert f"MLflow run {first.info.run_id} is no longer in" in caplog.text
     resumed, _ = mlflow_run(tmp_path)  # the one run that is not deleted
     assert resumed.info.run_id != first.info.run_id and "val/acc" in resumed.data.metrics
+
+
+@pytest.mark.parametrize("replace", [False, True])
+def test_a_logger_fragment_adds_its_logger_to_tensorboard_and_an_option_replaces_it(
+    run_cli, mnist_dir, tmp_path, replace
+):
+    chosen = ["--trainer.logger", "CSVRunLogger"] if replace else ["--config", CONFIGS / "logger" / "csv.yaml"]
+    twice = ["--config", CONFIGS / "logger" / "tensorboard.yaml"]  # the default's logger again: still one
+    data = ["--data.data_dir", mnist_dir, *QUICK, "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2"]
+    code, err = run_cli("fit", *twice, *chosen, *data, "--trainer.default_root_dir", tmp_path)
+    assert code == 0, err
+    run = tmp_path / "lightning_logs" / "version_0"
+    assert (run / "metrics.csv").is_file()
+    events = list(run.glob("events.out.tfevents.*"))
+    assert len(events) == (0 if replace else 1), events
