@@ -103,7 +103,16 @@ class CNNLightningCLI(LightningCLI):
     """LightningCLI with the project's defaults: checkpoints of the best ``val/acc`` and the last epoch,
     a learning-rate monitor, the data module's shape linked into the model, and ``test_after_fit``."""
 
+    def __init__(self, *args: Any, run: bool = True, **kwargs: Any) -> None:
+        self._with_subcommands = run  # read by add_arguments_to_parser, which LightningCLI's __init__ calls
+        super().__init__(*args, run=run, **kwargs)
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        if not self._with_subcommands:
+            # a run's saved config.yaml holds fit's own options too (ckpt_path, weights_only): the tools build runs
+            # from it without the fit subcommand
+            parser.add_method_arguments(L.Trainer, "fit", skip={"model", "train_dataloaders", "val_dataloaders",
+                                                                  "datamodule"})  # fmt: skip
         # any model runs on any dataset: the data module decides the classes and the image shape
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")

@@ -6,6 +6,7 @@ jsonargparse reports a bad value inside a class as nested union-type errors span
 
 from __future__ import annotations
 
+import importlib
 import re
 
 _KEY = re.compile(r'Parser key "([^"]+)"')
@@ -83,6 +84,9 @@ def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = 
     subtypes = _subtypes(tail)
     if bad_class and not (subtypes and _PRIMITIVE.search(" ".join(subtypes))):  # not a number that failed as a path
         name = next(group for group in bad_class.groups() if group)
+        broken = _import_problem(name)
+        if broken:  # a full class path whose module is missing or fails to import: say that, not "unknown"
+            return f"{key}: cannot import {name}: {broken}"
         known = (choices or {}).get(key)
         hint = f"choose one of {', '.join(known)}, or give" if known else "give"
         return f"{key}: unknown class '{name}'; {hint} a full class path such as {_EXAMPLES.get(keys[-1], 'pkg.Class')}"
@@ -98,3 +102,20 @@ def summarize_parser_error(message: str, choices: dict[str, list[str]] | None = 
     if value and value.group(1).startswith("NestedArg("):
         got = ""
     return f"{key}: expected {wanted}{got}"
+
+
+def _import_problem(class_path: str) -> str | None:
+    """Why the module of a dotted ``class_path`` cannot be imported (with what to do), or None when it can or when
+    ``class_path`` is a short name."""
+    if "." not in class_path:
+        return None
+    module = class_path.rsplit(".", 1)[0]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        hint = "run from the folder that holds it, add that folder to PYTHONPATH, or pip install its package"
+        return f"{err}; {hint}" if err.name == module.split(".")[0] else f"{err} (imported by {module})"
+    except Exception as err:  # the module exists and fails: its own error, first line
+        first = (str(err).strip().splitlines() or [""])[0]
+        return f"importing {module} raised {type(err).__name__}: {first}"
+    return None

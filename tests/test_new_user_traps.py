@@ -1,0 +1,53 @@
+"""What a new user with their own files tried and tripped over: each test is named for what they did."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.runs import QUICK, fit_tiny_run
+
+TINY = [*QUICK, "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return fit_tiny_run(tmp_path_factory.mktemp("runs"), ["--data.data_dir", str(mnist_dir)])
+
+
+def test_kfold_on_a_runs_own_config_yaml(run_cli, trained, tmp_path):
+    root = ["--trainer.default_root_dir", tmp_path]
+    code, err = run_cli("kfold", "--folds", "2", "--config", trained / "config.yaml", *TINY, *root)
+    assert code == 0, err
+    assert len(list((tmp_path / "lightning_logs").glob("version_*"))) == 2
+
+
+def test_search_with_a_runs_own_config_yaml_as_its_base(run_cli, trained, tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        f"base: [{trained / 'config.yaml'}]\nsampler: random\ntrials: 1\n"
+        "space:\n  model.optimizer.init_args.lr: {type: float, low: 0.001, high: 0.01}\n"
+    )
+    code, err = run_cli("search", "--space", space, *TINY, "--trainer.default_root_dir", tmp_path)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("module_text", "expected"),
+    [
+        (None, "cannot import my_models.TinyNet: No module named 'my_models'; run from the folder that holds it"),
+        ("import a_package_not_installed\n", "No module named 'a_package_not_installed' (imported by my_models)"),
+        ("raise RuntimeError('a bug in my module')\n", "importing my_models raised RuntimeError: a bug in my module"),
+    ],
+)
+def test_training_my_own_model_whose_module_does_not_import(run_cli, tmp_path, monkeypatch, module_text, expected):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if module_text is not None:
+        (tmp_path / "my_models.py").write_text(module_text)
+    code, err = run_cli("fit", "--model", "my_models.TinyNet", *QUICK)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1, err
+    assert errors[0].startswith("error: model: ") and expected in errors[0], errors[0]
+    assert "unknown class" not in errors[0]
