@@ -7,8 +7,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -70,6 +72,21 @@ int_before_float()  # "--trainer.limit_train_batches 10" is ten batches whatever
 warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
 # a training set of fewer batches than log_every_n_steps logs every epoch's worth of steps instead (LogEveryEpoch)
 warnings.filterwarnings("ignore", message=r".*is smaller than the logging interval.*")
+# Lightning's own code calling a deprecated torch API: nothing a user can act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+
+
+class StartupNoise(logging.Filter):
+    """Drops Lightning's start-up lines that ask nothing of the user (which accelerators exist, an advert for a
+    logging service) from every command's output; its warnings that ask the user to act are kept."""
+
+    NOISE = re.compile(r"^(GPU available: |TPU available: |HPU available: |💡 Tip: )")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.NOISE.search(record.getMessage())
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(StartupNoise())
 
 
 class ArgumentParser(LightningArgumentParser):
@@ -278,6 +295,8 @@ class CNNLightningCLI(LightningCLI):
         elif run_dir.parent != runs.resolve():
             return  # a checkpoint of a run under another root: a new run here starts from its weights
         if self.subcommand == "fit":
+            # a resumed run's checkpoint folder holds its earlier checkpoints by design
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             lock_run(run_dir)  # before anything is written: a second process resuming this run stops here
             set_aside_damaged_last(run_dir, path)
             rank_zero_info(f"Resuming {run_dir} from {path.name}")

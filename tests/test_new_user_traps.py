@@ -51,3 +51,18 @@ def test_training_my_own_model_whose_module_does_not_import(run_cli, tmp_path, m
     assert code == 2 and len(errors) == 1, err
     assert errors[0].startswith("error: model: ") and expected in errors[0], errors[0]
     assert "unknown class" not in errors[0]
+
+
+def test_a_first_fit_prints_no_startup_noise_and_flops_per_image(mnist_dir, tmp_path):
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "lightning_cnn", "fit", "--data.data_dir", str(mnist_dir), *map(str, TINY)]
+    args += ["--trainer.max_epochs", "1", "--trainer.enable_model_summary", "true", "--progress", "lines"]
+    args += ["--trainer.default_root_dir", str(tmp_path)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout + done.stderr
+    for noise in ("GPU available:", "TPU available:", "litlogger", "LeafSpec"):
+        assert noise not in printed, noise
+    assert "Total FLOPs: 833 K" in printed  # per image, as `lightning-cnn models` gives it (0.83 M)

@@ -138,8 +138,9 @@ class ImageClassifier(LightningModule):
         self.register_buffer("class_weight", given, persistent=False)
         self.net: nn.Module = nn.Identity()
         self._loss_window: list[Tensor] = []  # the training losses since train/loss was last logged
-        # lets the model summary show input and output shapes of every layer
-        self.example_input_array = torch.zeros(2, *self.input_shape)
+        # lets the model summary show input and output shapes of every layer, and FLOPs per image as
+        # `lightning-cnn models` gives them (the summary runs it in evaluation mode)
+        self.example_input_array = torch.zeros(1, *self.input_shape)
         # training: top-1 only, counted with two tensor ops per step (a torchmetrics update costs ten times
         # more, see benchmarks/overhead.py) and summed over processes once per epoch; evaluation: top-1,
         # top-5 and macro F1
