@@ -314,6 +314,7 @@ class CNNLightningCLI(LightningCLI):
             raise found from err
         if self.datamodule is not None and self.model is not None:
             self._preflight(preflight.check_linked, self._subcommand_config(), self.model, self.datamodule)
+        absolute_data_paths(self._subcommand_config().get("data"), self.datamodule)
         training = self.subcommand in (None, "fit")  # None: built to be checked, as the tools do before their runs
         checkpoints = {"checkpoint": self._get(self.config_init, "checkpoint")} if training else {}
         model = self.model if training else None
@@ -462,6 +463,17 @@ class CNNLightningCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
         finally:
             self.trainer.callbacks = callbacks
+
+
+def absolute_data_paths(data: Any, datamodule: Any) -> None:
+    """A relative folder given to the data module (``data.root``, ``data.data_dir``...) is saved in the run's
+    config as the absolute folder the module resolved it to: the config then re-runs from any folder."""
+    init_args = data.get("init_args") if data is not None else None
+    resolved = datamodule.resolved_paths() if hasattr(datamodule, "resolved_paths") else {}
+    for key, path in resolved.items():
+        value = init_args.get(key) if init_args is not None else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            init_args[key] = str(path.resolve())
 
 
 def one_of_each(loggers: list[Any]) -> list[Any]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_cnn.checkpoints import resolve_checkpoint
+from lightning_cnn.checkpoints import record_sum, resolve_checkpoint, sha256
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.inference.trained import load_trained
 from tests.helpers.runs import fit_tiny_run
@@ -69,11 +69,13 @@ def test_stacking_is_skipped_with_the_reason_when_members_validated_on_other_spl
     checkpoint = torch.load(resolve_checkpoint(mnist_runs[0]), weights_only=False)
     checkpoint["datamodule_hyper_parameters"]["split_seed"] = 7
     torch.save(checkpoint, other)
+    record_sum(other, sha256(other))  # as a run of its own would have recorded it
     main(["ensemble", "--ckpt_path", str(mnist_runs[1]), str(other), "--data.data_dir", str(mnist_dir),
           "--output", str(tmp_path / "e.json")])  # fmt: skip
     result = json.loads((tmp_path / "e.json").read_text())
     assert result["stacking"] == {
-        "skipped": "the members were validated on different splits (val_size, split_seed, fold, num_folds differ)"
+        "skipped": "the members were validated on different splits (val_size, test_size, split_seed, fold, num_folds"
+        " differ)"
     }
 
 
@@ -92,6 +94,7 @@ def test_mismatched_members_rejected(mnist_runs, mnist_dir, run_cli, tmp_path):
     checkpoint = torch.load(resolve_checkpoint(mnist_runs[0]), weights_only=False)
     checkpoint["MNISTDataModule"]["preprocessing"]["classes"] = [f"c{i}" for i in range(10)]
     torch.save(checkpoint, other)
+    record_sum(other, sha256(other))
     code, err = run_cli("ensemble", "--ckpt_path", mnist_runs[1], other, "--data.data_dir", mnist_dir)
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("error: ensemble members differ in classes") and str(other) in err

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.helpers.runs import QUICK, fit_tiny_run
+from tests.test_small_data import write_classes
 
 TINY = [*QUICK, "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"]
 
@@ -66,3 +68,20 @@ def test_a_first_fit_prints_no_startup_noise_and_flops_per_image(mnist_dir, tmp_
     for noise in ("GPU available:", "TPU available:", "litlogger", "LeafSpec"):
         assert noise not in printed, noise
     assert "Total FLOPs: 833 K" in printed  # per image, as `lightning-cnn models` gives it (0.83 M)
+
+
+def test_a_run_on_a_relative_image_folder_reruns_from_another_folder(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_CNN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    write_classes(tmp_path / "photos", ("cat", "dog"), 6)
+    code, err = run_cli("fit", "--data", "ImageFolderDataModule", "--data.root", "photos", "--data.test_size", "4",
+                        "--trainer.max_epochs", "1", *QUICK)  # fmt: skip
+    assert code == 0, err
+    run = tmp_path / "lightning_logs" / "version_0"
+    saved = yaml.safe_load((run / "config.yaml").read_text())["data"]["init_args"]
+    assert saved["root"] == str(tmp_path / "photos")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, err = run_cli("test", "--config", run / "config.yaml", "--ckpt_path", "last", *QUICK)
+    assert code == 0, err

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_cnn.checkpoints import record_sum, sha256
 from tests.helpers.runs import QUICK, scalars
 
 CONFIGS = Path(__file__).parent.parent / "configs"
@@ -82,6 +83,7 @@ def test_val_acc_best_is_kept_in_checkpoints_and_a_resumed_run_goes_on_from_it(r
     # a best no accuracy can reach: a resumed run that lost it would log its own epoch's val/acc instead
     checkpoint["val_acc_best"] = torch.tensor(1.5)
     torch.save(checkpoint, last)
+    record_sum(last, sha256(last))  # the edit stands for a run that wrote this value
     train(run_cli, tmp_path, mnist_dir, MODELS["LeNet5"], "--trainer.max_epochs", 2, "--ckpt_path", "last", *short)
     assert scalars(run)["val/acc_best"] == [first[0], 1.5]
     assert float(torch.load(last, weights_only=False)["val_acc_best"]) == 1.5

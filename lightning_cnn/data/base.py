@@ -291,6 +291,10 @@ class ImageDataModule(LightningDataModule):
         self.val_set: TensorImages | None = None
         self.test_set: TensorImages | None = None
 
+    def resolved_paths(self) -> dict[str, Path]:
+        """The folders this module's path options resolved to, by option: a run's config saves them absolute."""
+        return {"data_dir": self.data_dir}
+
     # --- what a subclass provides -------------------------------------------------------------
     def files_present(self) -> bool:
         """Whether the raw files are in ``self.data_dir``."""

@@ -177,7 +177,12 @@ class ImageFolderDataModule(ImageDataModule):
                 f"data.root: {found} is a file, not a folder or a .tar.gz, .tgz or .tar archive of one (unpack other"
                 " archives, such as .zip, and give the folder)"
             )
+        self._root_found = found  # the folder or archive given, for resolved_paths
         return unpack_archive(found, self.cache_dir) if is_archive(found) else found
+
+    def resolved_paths(self) -> dict[str, Path]:
+        """``root`` as found (the archive itself, not where it was unpacked), the cache and the data folders."""
+        return {**super().resolved_paths(), "root": self._root_found, "cache_dir": self.cache_dir}
 
     # --- normalization statistics --------------------------------------------------------------
     @property
