@@ -26,7 +26,7 @@ def run_search(workers: int, trials: int, extra: list[str] | None = None) -> dic
     """Start ``workers`` search processes on one fresh folder and wait for all; wall time, trials and best value."""
     import optuna
 
-    from lightning_cnn.experiments.search import STUDY_NAME
+    from lightning_cnn.experiments.study_storage import STUDY_NAME
 
     with tempfile.TemporaryDirectory() as tmp:
         command = [sys.executable, "-m", "lightning_cnn", "search", "--space", str(ROOT / SPACE), "--trials",
