@@ -85,3 +85,12 @@ def test_a_run_on_a_relative_image_folder_reruns_from_another_folder(run_cli, tm
     monkeypatch.chdir(elsewhere)
     code, err = run_cli("test", "--config", run / "config.yaml", "--ckpt_path", "last", *QUICK)
     assert code == 0, err
+
+
+def test_freezing_the_backbone_of_a_resnet_without_pretrained_weights_warns(mnist_dir, tmp_path):
+    from lightning_cnn.cli import cli_main
+
+    args = ["fit", "--model", "ResNet18", "--model.freeze_backbone", "true", "--data.data_dir", str(mnist_dir)]
+    args += [*map(str, TINY), "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path)]
+    with pytest.warns(UserWarning, match="only the last layer trains, on random features"):
+        cli_main(args)

@@ -85,6 +85,7 @@ class ResNet18(TransferClassifier):
                 backbone.conv1 = nn.Conv2d(channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
             backbone.load_state_dict(state, strict=False)
         self.unfreeze_at_epoch = unfreeze_at_epoch
+        self.pretrained_backbone = weights is not None
         upsample = [nn.Upsample(size=(resize, resize), mode="bilinear", align_corners=False)] if resize else []
         self.net = nn.Sequential(*upsample, backbone)
         if freeze_backbone:

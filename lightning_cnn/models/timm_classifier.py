@@ -87,6 +87,7 @@ class TimmClassifier(TransferClassifier):
     ) -> None:
         super().__init__(**kwargs)
         check_unfreeze(freeze_backbone, unfreeze_at_epoch)
+        self.pretrained_backbone = pretrained or pretrained_path is not None
         if resize is not None and resize < 16:
             raise ConfigError(f"model.resize: {resize} is too small; allowed: null or a size >= 16")
         timm = import_timm()

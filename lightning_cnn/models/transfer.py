@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_cnn.errors import ConfigError
@@ -27,6 +28,7 @@ class TransferClassifier(ImageClassifier):
 
     unfreeze_at_epoch: int | None = None
     frozen: bool = False
+    pretrained_backbone: bool = True  # subclasses say False when the backbone starts from random weights
 
     @property
     def head(self) -> nn.Module:
@@ -66,6 +68,15 @@ class TransferClassifier(ImageClassifier):
         finally:
             for param in frozen:
                 param.requires_grad_(False)
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        if self.frozen and not self.pretrained_backbone and self.trainer.ckpt_path is None:
+            rank_zero_warn(
+                f"model.freeze_backbone: true on a backbone with random weights ({type(self).__name__} without"
+                " pretrained weights): only the last layer trains, on random features. Give pretrained weights, or"
+                " freeze_backbone: false"
+            )
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
