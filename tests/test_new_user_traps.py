@@ -94,3 +94,17 @@ def test_freezing_the_backbone_of_a_resnet_without_pretrained_weights_warns(mnis
     args += [*map(str, TINY), "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path)]
     with pytest.warns(UserWarning, match="only the last layer trains, on random features"):
         cli_main(args)
+
+
+def test_runs_tells_apart_the_folds_started_from_one_saved_config(run_cli, trained, tmp_path, capsys):
+    import csv
+    import io
+
+    from lightning_cnn.commands import main
+
+    root = ["--trainer.default_root_dir", tmp_path]
+    assert run_cli("kfold", "--folds", "2", "--config", trained / "config.yaml", *TINY, *root)[0] == 0
+    capsys.readouterr()
+    main(["runs", str(tmp_path), "--csv"])
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [row["differs"] for row in rows] == ["fold=0", "fold=1"]

@@ -18,7 +18,10 @@ from lightning_cnn.checkpoints import LAST, RUNS_FOLDER, read_checkpoint, run_ve
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.tool_options import ToolParser, format_table
 
-COLUMNS = ["version", "name", "tags", "model", "data", "epochs", "best val/acc", "test/acc"]
+COLUMNS = ["version", "name", "tags", "model", "data", "differs", "epochs", "best val/acc", "test/acc"]
+COMPARED = ("seed_everything", "model", "data", "trainer")  # the sections whose options tell runs apart
+# options that say where a run ran or how it is shown, not what it trained
+NOT_COMPARED = {"trainer.default_root_dir", "trainer.logger", "trainer.callbacks", "trainer.enable_progress_bar"}
 
 
 def _short(section: Any) -> str:
@@ -26,17 +29,49 @@ def _short(section: Any) -> str:
     return path.rsplit(".", 1)[-1]
 
 
+def _leaves(value: Any, prefix: str) -> dict[str, Any]:
+    """``{dotted key: value}`` of every leaf option (``init_args`` left out of keys, as on the command line)."""
+    if not isinstance(value, dict):
+        return {prefix: value}
+    found: dict[str, Any] = {}
+    for key, item in value.items():
+        found |= _leaves(item, prefix if key == "init_args" else f"{prefix}.{key}" if prefix else str(key))
+    return found
+
+
+def _options(config: dict[str, Any]) -> dict[str, Any]:
+    leaves = _leaves({key: config.get(key) for key in COMPARED}, "")
+    return {key: value for key, value in leaves.items() if not key.startswith(tuple(NOT_COMPARED))}
+
+
+def differences(configs: list[dict[str, Any]]) -> list[str]:
+    """Each run's options that not every run listed shares, as ``name=value`` (fold, a trial's values, the
+    seed...): what tells apart runs started from one config."""
+    options = [_options(config) for config in configs]
+    keys = sorted({key for each in options for key in each})
+    varying = [key for key in keys if len({repr(each.get(key)) for each in options}) > 1]
+    last = [key.rsplit(".", 1)[-1] for key in varying]
+    names = {key: name if last.count(name) == 1 else key for key, name in zip(varying, last, strict=True)}
+    return [", ".join(f"{names[key]}={each[key]}" for key in varying if key in each) for each in options]
+
+
+def run_config(run_dir: Path) -> dict[str, Any]:
+    """The run's ``config.yaml``, empty when it has none (yet)."""
+    path = run_dir / "config.yaml"
+    config = yaml.safe_load(path.read_text()) if path.is_file() else None
+    return config if isinstance(config, dict) else {}
+
+
 def run_row(run_dir: Path) -> dict[str, Any]:
     """One run's line: what is missing (no checkpoint yet, never tested) is left empty."""
-    config: dict[str, Any] = {}
-    if (run_dir / "config.yaml").is_file():
-        config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    config = run_config(run_dir)
     row: dict[str, Any] = {
         "version": run_version(run_dir),
         "name": config.get("run_name") or "",
         "tags": ", ".join(config.get("tags") or []),
         "model": _short(config.get("model")),
         "data": _short(config.get("data")),
+        "differs": "",
         "epochs": "",
         "best val/acc": "",
         "test/acc": "",
@@ -65,7 +100,10 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
     if not runs.is_dir():
         raise ConfigError(f"runs: no {RUNS_FOLDER} folder under {root}; give the --trainer.default_root_dir of runs")
     folders = sorted((p for p in runs.iterdir() if p.is_dir() and run_version(p) >= 0), key=run_version)
-    return [run_row(folder) for folder in folders]
+    rows = [run_row(folder) for folder in folders]
+    for row, differs in zip(rows, differences([run_config(folder) for folder in folders]), strict=True):
+        row["differs"] = differs
+    return rows
 
 
 def table(rows: list[dict[str, Any]]) -> str:
