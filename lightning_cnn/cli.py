@@ -225,8 +225,11 @@ class CNNLightningCLI(LightningCLI):
         self._root_given = option_given(given, "trainer.default_root_dir")
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        preflight.integral_counts((self.config[subcommand] if subcommand else self.config).get("trainer"))
-        self._preflight(preflight.check_config, self.config[subcommand] if subcommand else self.config)
+        config = self.config[subcommand] if subcommand else self.config
+        preflight.integral_counts(config.get("trainer"))
+        if subcommand in ("fit", None):
+            own_labels(config, given)
+        self._preflight(preflight.check_config, config)
 
     def _check_config_sections(self, args: list[str]) -> None:
         """Sections of the ``--config`` files given to the subcommand are mappings, never silently dropped."""
@@ -463,6 +466,18 @@ class CNNLightningCLI(LightningCLI):
             self.trainer.test(self.model, datamodule=self.datamodule, ckpt_path=path or None)
         finally:
             self.trainer.callbacks = callbacks
+
+
+def own_labels(config: Any, given: Sequence[str]) -> None:
+    """A new run started from another run's saved ``config.yaml`` (a k-fold fold, a search trial, a re-run) has a
+    name and tags of its own: those the saved run had are dropped unless given again; a resume keeps them."""
+    saved_run = run_of_configs(config.get("config") or [])
+    if saved_run is None or config.get("ckpt_path") or not (saved_run / "config.yaml").is_file():
+        return
+    saved = read_yaml(saved_run / "config.yaml") or {}
+    for key, default in (("run_name", None), ("tags", [])):
+        if not option_given(given, key) and config.get(key) == saved.get(key, default):
+            config[key] = default
 
 
 def absolute_data_paths(data: Any, datamodule: Any) -> None:

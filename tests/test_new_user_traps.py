@@ -108,3 +108,18 @@ def test_runs_tells_apart_the_folds_started_from_one_saved_config(run_cli, train
     main(["runs", str(tmp_path), "--csv"])
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [row["differs"] for row in rows] == ["fold=0", "fold=1"]
+
+
+def test_a_new_run_from_a_named_runs_config_has_a_name_of_its_own(run_cli, mnist_dir, tmp_path):
+    root = ["--trainer.default_root_dir", tmp_path, "--data.data_dir", mnist_dir, *TINY, "--trainer.max_epochs", "1"]
+    assert run_cli("fit", "--run_name", "baseline", "--tags", "[a, b]", *root)[0] == 0
+    first = tmp_path / "lightning_logs" / "version_0"
+    assert run_cli("fit", "--config", first / "config.yaml", *root)[0] == 0
+    assert run_cli("fit", "--config", first / "config.yaml", "--run_name", "again", *root)[0] == 0
+    names = [yaml.safe_load((tmp_path / "lightning_logs" / f"version_{n}" / "config.yaml").read_text()) for n in (1, 2)]
+    assert [(c["run_name"], c["tags"]) for c in names] == [(None, []), ("again", [])]
+    code, err = run_cli(
+        "fit", "--config", first / "config.yaml", "--ckpt_path", "last", *root[:-2], "--trainer.max_epochs", "2"
+    )
+    assert code == 0, err  # a resume goes on under its own name
+    assert yaml.safe_load((first / "config.yaml").read_text())["run_name"] == "baseline"
