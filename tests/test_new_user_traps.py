@@ -123,3 +123,19 @@ def test_a_new_run_from_a_named_runs_config_has_a_name_of_its_own(run_cli, mnist
     )
     assert code == 0, err  # a resume goes on under its own name
     assert yaml.safe_load((first / "config.yaml").read_text())["run_name"] == "baseline"
+
+
+def test_a_three_trial_search_prints_its_trials_not_three_model_summaries(mnist_dir, tmp_path, capsys):
+    from lightning_cnn.commands import main
+
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        f"base: [{Path(__file__).parent.parent / 'configs' / 'mnist' / 'lenet5.yaml'}]\nsampler: random\n"
+        "trials: 3\nspace:\n  model.optimizer.init_args.lr: {type: float, low: 0.001, high: 0.01}\n"
+    )
+    main(["search", "--space", str(space), "--data.data_dir", str(mnist_dir), *map(str, TINY),
+          "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+    printed = capsys.readouterr()
+    lines = (printed.out + printed.err).splitlines()
+    assert not any("Total params" in line or "Seed set" in line for line in lines)
+    assert len(lines) < 60, "\n".join(lines)

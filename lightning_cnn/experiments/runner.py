@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 
 from lightning_cnn.cli import check_config_files, cli_main
+from lightning_cnn.config_files import option_given
 from lightning_cnn.errors import ConfigError, user_error
 
 
@@ -63,8 +64,10 @@ def tool_command_line(quiet: bool = False) -> Iterator[None]:
 def run_fit(args: Sequence[str], callbacks: Sequence[L.Callback] = ()) -> FitResult:
     """Run ``fit ARGS`` in this process, with ``callbacks`` added to the trainer's."""
     args = check_config_files(args)
+    if not option_given(args, "trainer.enable_model_summary"):  # the same summary for every run of the tool
+        args += ["--trainer.enable_model_summary", "false"]
     recorder = ValidationMetrics()
-    with tool_command_line():
+    with tool_command_line(quiet=True):
         cli = cli_main(["fit", *args], callbacks=[recorder, *callbacks])
     return FitResult(Path(cli.trainer.log_dir or "."), recorder.metrics)
 
