@@ -76,17 +76,20 @@ warnings.filterwarnings("ignore", message=r".*is smaller than the logging interv
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
 
 
-class StartupNoise(logging.Filter):
-    """Drops Lightning's start-up lines that ask nothing of the user (which accelerators exist, an advert for a
-    logging service) from every command's output; its warnings that ask the user to act are kept."""
+class LightningNoise(logging.Filter):
+    """Drops Lightning's lines that ask nothing of the user (which accelerators exist, an advert for a logging
+    service, that a run stopped after its last epoch, which the last epoch's own line shows) from every command's
+    output; its warnings that ask the user to act are kept."""
 
-    NOISE = re.compile(r"^(GPU available: |TPU available: |HPU available: |💡 Tip: )")
+    NOISE = re.compile(
+        r"^(GPU available: |TPU available: |HPU available: |💡 Tip: |`Trainer\.fit` stopped: `max_epochs)"
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not self.NOISE.search(record.getMessage())
 
 
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(StartupNoise())
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(LightningNoise())
 
 
 class ArgumentParser(LightningArgumentParser):
