@@ -78,3 +78,17 @@ def test_ddp_metrics_equal_one_process_exactly_and_only_rank_zero_writes(run_cli
         assert ddp_report[tag] == single_report[tag], tag
     for tag in ("val/loss", "test/loss"):  # sums of floats in another order
         assert ddp[tag][-1] == pytest.approx(single[tag][-1], abs=1e-5), tag
+
+
+def test_ema_trains_under_ddp(odd_mnist_dir, tmp_path):
+    """Weight averaging copies the model; the copy shares the optimizer factory the CLI built, which under DDP holds
+    locks that cannot be copied."""
+    command = [
+        sys.executable, "-m", "lightning_cnn", "fit", "--config", str(CONFIGS / "trainer" / "ddp_cpu.yaml"),
+        "--config", str(CONFIGS / "callbacks" / "ema.yaml"), "--data.data_dir", str(odd_mnist_dir),
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+        "--trainer.default_root_dir", str(tmp_path), *QUICK,
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt").is_file()

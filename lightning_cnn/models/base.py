@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,6 +51,29 @@ def check_monitor(key: str, metric: str, mode: str | None = None, num_classes: i
         raise ConfigError(f"{key}: '{metric}' is logged only with more than {TOP_K} classes, not {num_classes}")
     if mode is not None and mode != METRICS[metric]:
         raise ConfigError(f"{key}: '{metric}' improves in mode '{METRICS[metric]}', not '{mode}'")
+
+
+class SharedFactory:
+    """An optimizer or scheduler factory the CLI built, kept as is when the model is deep-copied (the averaged model
+    of weight averaging): it can hold the CLI's own state, with locks under DDP, and a copy never builds an
+    optimizer. Calls and attributes go to the factory."""
+
+    def __init__(self, factory: Callable[..., Any]) -> None:
+        self.__wrapped__ = factory  # inspect.signature and the attributes read below see the factory itself
+
+    @classmethod
+    def of(cls, factory: Any) -> Any:
+        """``factory`` wrapped; None, a class (deep-copied as itself) and a wrapped one as they are."""
+        return factory if factory is None or isinstance(factory, (type, cls)) else cls(factory)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__wrapped__(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.__dict__["__wrapped__"], name)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SharedFactory:
+        return self
 
 
 class ImageClassifier(LightningModule):
@@ -116,8 +140,8 @@ class ImageClassifier(LightningModule):
         self.save_hyperparameters()
         self.num_classes = num_classes
         self.input_shape = tuple(input_shape)
-        self._optimizer_factory = optimizer
-        self._lr_scheduler_factory = lr_scheduler
+        self._optimizer_factory = SharedFactory.of(optimizer)
+        self._lr_scheduler_factory = SharedFactory.of(lr_scheduler)
         self.lr_scheduler_interval = lr_scheduler_interval
         self.lr_scheduler_monitor = lr_scheduler_monitor
         self.decay_norm_and_bias = decay_norm_and_bias
