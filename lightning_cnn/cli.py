@@ -314,7 +314,9 @@ class CNNLightningCLI(LightningCLI):
             super().instantiate_classes()
         except Exception as err:
             # a value a class did not check itself (torch refusing a negative padding): name the key and the class
-            found = None if user_error(err) else preflight.construction_error(self._subcommand_config(), err)
+            found = user_error(err) or preflight.construction_error(self._subcommand_config(), err)
+            if type(found) is ConfigError:  # a configuration mistake: one line and exit 2, as the parser's
+                self.parser.error(str(found))
             if found is None:
                 raise
             raise found from err

@@ -53,7 +53,7 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
             2,
             ["model.lr_scheduler.step_size: expected int, got 'x'"],
         ),
-        (["--data.batch_size", "-3"], 1, ["data.batch_size must be at least 1, got -3"]),
+        (["--data.batch_size", "-3"], 2, ["data.batch_size must be at least 1, got -3"]),
         (["--config", "missing.yaml"], 1, ["config file not found: missing.yaml"]),
         (
             ["--data.data_dir", "{empty}", "--data.download", "false"],
@@ -68,8 +68,8 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         # wrong types and values out of range
         (["--trainer.precision", "7"], 2, ["trainer.precision: expected one of", "'7'"]),
         (["--seed_everything", "abc"], 2, ["seed_everything: expected bool or int, got 'abc'"]),
-        (["--model.label_smoothing", "1.5"], 1, ["model.label_smoothing must be in [0, 1), got 1.5"]),
-        (["--model", "ConvNet", "--model.dropout", "1.5"], 1, ["model.dropout: 1.5 is out of range"]),
+        (["--model.label_smoothing", "1.5"], 2, ["model.label_smoothing must be in [0, 1), got 1.5"]),
+        (["--model", "ConvNet", "--model.dropout", "1.5"], 2, ["model.dropout: 1.5 is out of range"]),
         (["--checkpoint.mode", "min"], 1, ["checkpoint.monitor: 'val/acc' improves in mode 'max', not 'min'"]),
         (
             ["--early_stopping", "EarlyStopping", "--early_stopping.monitor", "val/accuracy"],
@@ -78,13 +78,13 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         ),
         (["--trainer.accelerator", "tpu"], 1, ["trainer.accelerator: 'tpu' is not available on this machine", "cpu"]),
         # negative and impossible sizes
-        (["--data.val_size", "-5"], 1, ["data.val_size must be a number of images (1 or more)", "got -5"]),
+        (["--data.val_size", "-5"], 2, ["data.val_size must be a number of images (1 or more)", "got -5"]),
         (["--data.val_size", "5000"], 1, ["data.val_size=5000 leaves no training images out of 1200"]),
-        (["--data.num_workers", "-1"], 1, ["data.num_workers must be 0 to", "got -1"]),
+        (["--data.num_workers", "-1"], 2, ["data.num_workers must be 0 to", "got -1"]),
         # model and data shapes that do not fit
         (
             ["--model", "ConvNet", "--model.channels", "[8,8,8,8,8,8]"],
-            1,
+            2,
             ["model.channels: 6 stages", "shrink a 28×28 input below 1×1", "at most 4 stages"],
         ),
         (
@@ -110,7 +110,7 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         ),
         (
             ["--data", "ImageFolderDataModule", "--data.root", "{empty}/bad.yaml"],
-            1,
+            2,
             ["data.root: {empty}/bad.yaml is a file, not a folder or a .tar.gz, .tgz or .tar archive"],
         ),
         (

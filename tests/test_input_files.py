@@ -113,7 +113,7 @@ def test_an_image_folder_needs_two_classes_and_skips_empty_ones(run_cli, image_f
     data = ["--data", "ImageFolderDataModule", "--data.root", folder]
     with pytest.warns(UserWarning, match=f"empty class folder.* in {folder}: dog"):
         code, err = run_cli("fit", *data, "--trainer.default_root_dir", tmp_path / "runs", *QUICK)
-    assert code == 1
+    assert code == 2
     assert f"data.root: {folder} has one class folder (cat); a classifier needs at least two" in error_line(err)
     shutil.copytree(image_folder_dir / "folders" / "train" / "dog", folder / "bird")
     with warnings.catch_warnings(record=True) as caught:
@@ -133,6 +133,6 @@ def test_an_image_folder_needs_two_classes_and_skips_empty_ones(run_cli, image_f
 )
 def test_zero_and_negative_sizes_are_refused_at_construction(run_cli, mnist_dir, tmp_path, args, expected):
     code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *QUICK, *args)
-    assert code == 1
+    assert code == 2
     assert expected in error_line(err)
     assert list(tmp_path.iterdir()) == []
