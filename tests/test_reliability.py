@@ -12,6 +12,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from lightning_cnn.checkpoints import verifies
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import RunLogger
 from tests.helpers.runs import QUICK, scalars
@@ -92,7 +93,8 @@ def test_a_checkpoint_write_cut_short_leaves_the_previous_file(tmp_path, monkeyp
         AtomicCheckpointIO().save_checkpoint({"epoch": 2}, path)
     monkeypatch.undo()
     assert torch.load(path, weights_only=False) == {"epoch": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt", "last.ckpt.sha256"]  # no partial file
+    assert verifies(path)  # and its record still accepts it
 
 
 def test_a_diverging_run_stops_naming_step_and_lr_and_keeps_the_last_good_checkpoint(run_cli, mnist_dir, tmp_path):
