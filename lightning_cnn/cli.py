@@ -499,8 +499,10 @@ def absolute_data_paths(data: Any, datamodule: Any) -> None:
 def one_of_each(loggers: list[Any]) -> list[Any]:
     """The loggers, the first of each class only: a logger fragment may add the default TensorBoard logger again,
     and two loggers of one kind would write the same run folder twice."""
-    kinds: set[type] = set()
-    return [each for each in loggers if not (type(each) in kinds or kinds.add(type(each)))]
+    kept: dict[type, Any] = {}
+    for each in loggers:
+        kept.setdefault(type(each), each)
+    return list(kept.values())
 
 
 ANNEALED = 0.01  # a learning rate that ended below this fraction of its start was annealed
