@@ -155,8 +155,9 @@ def test_a_database_lost_during_the_search_is_one_line(postgres, mnist_dir, tmp_
     finally:
         server.stop()
     assert worker.returncode == 1 and "Traceback" not in err, err
+    # the driver's reason depends on the moment the server went: "connection to server at ...", "server closed ..."
     assert err.strip().splitlines()[-1].startswith(f"error: --storage {server.url('lost')}: a database operation"
-                                                   " failed (connection to server at ")  # fmt: skip
+                                                   " failed (")  # fmt: skip
     assert err.strip().endswith("the study's finished trials are kept in it: run the command again once the database"
                                 " works")  # fmt: skip
 
