@@ -134,7 +134,7 @@ def run_seed() -> int:
 
 
 DEFAULT_VAL_FRACTION = 0.1  # without data.val_size: a tenth of the training images validates,
-DEFAULT_VAL_MAX = 5000  # but never more than this many (MNIST and CIFAR-10: 5,000, as their papers hold out)
+DEFAULT_VAL_MAX = 5000  # but never more than this many: MNIST and CIFAR-10 keep the 5,000 they always held out
 
 
 def split_indices(
@@ -210,7 +210,7 @@ class ImageDataModule(LightningDataModule):
         eval_batch_size: validation/test batch size; default twice ``batch_size``.
         num_workers: DataLoader worker processes; 0 is fastest for in-memory tensors.
         val_size: validation images taken from the training set: a count, or a fraction below 1; by default a
-            tenth of them, at most 5,000 (so a folder of a few dozen images trains as well as MNIST).
+            tenth of them, at most 5,000 (so a folder of a few dozen images needs no setting).
         test_size: hold out this many training images (a count, or a fraction below 1), seeded and class by class,
             as the test split: for a set of images without a test split of its own (an image folder without
             ``test_dir``).
