@@ -21,8 +21,12 @@ from torch import Tensor
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.registry import Registry, ShownByArguments
 
+# check_range, per_sample, affine, rotation_theta and erase_boxes are shared with data.policies and data.mix.
 
-def _check_range(name: str, value: float, low: float, high: float = math.inf) -> None:
+
+def check_range(name: str, value: float, low: float, high: float = math.inf) -> None:
+    """Refuse an augmentation's option ``name`` outside [``low``, ``high``] with a ConfigError that says the range,
+    when the augmentation is configured rather than at its first batch."""
     if not low <= value <= high:
         allowed = f"at least {low}" if high == math.inf else f"in [{low}, {high}]"
         raise ConfigError(f"augment {name} must be {allowed}, got {value}")
@@ -39,19 +43,20 @@ def _uniform(n: int, low: float | Tensor, high: float | Tensor, device: torch.de
     return low + (high - low) * torch.rand(n, device=device)
 
 
-def _per_sample(mask: Tensor) -> Tensor:
-    """(N,) bool → (N, 1, 1, 1), to pick between two batches sample by sample."""
+def per_sample(mask: Tensor) -> Tensor:
+    """(N,) values → (N, 1, 1, 1), to pick between (or weigh) two batches sample by sample."""
     return mask.view(-1, 1, 1, 1)
 
 
-def _affine(images: Tensor, theta: Tensor) -> Tensor:
-    """Sample ``images`` through per-sample affine maps (N, 2, 3) of output → input coordinates."""
+def affine(images: Tensor, theta: Tensor) -> Tensor:
+    """Sample ``images`` through per-sample affine maps (N, 2, 3) of output → input coordinates: every geometric
+    augmentation is one such map, sampled once (bilinear, zeros outside)."""
     grid = F.affine_grid(theta.to(images.dtype), list(images.shape), align_corners=False)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
-def _rotation_theta(angle: Tensor, h: int, w: int) -> Tensor:
-    """Affine maps (N, 2, 3) for ``_affine`` rotating each image about its centre by ``angle`` radians."""
+def rotation_theta(angle: Tensor, h: int, w: int) -> Tensor:
+    """Affine maps (N, 2, 3) for ``affine`` rotating each image about its centre by ``angle`` radians."""
     cos, sin = angle.cos(), angle.sin()
     aspect = w / h  # normalized coordinates stretch non-square images: undo it so angles stay angles
     theta = torch.zeros(len(angle), 2, 3, device=angle.device)
@@ -79,7 +84,7 @@ class RandomCrop(BatchAugmentation):
     """
 
     def __init__(self, padding: int = 4) -> None:
-        _check_range("RandomCrop.padding", padding, 0)
+        check_range("RandomCrop.padding", padding, 0)
         self.padding = padding
 
     def __call__(self, images: Tensor) -> Tensor:
@@ -107,12 +112,12 @@ class HorizontalFlip(BatchAugmentation):
     """
 
     def __init__(self, p: float = 0.5) -> None:
-        _check_range("HorizontalFlip.p", p, 0, 1)
+        check_range("HorizontalFlip.p", p, 0, 1)
         self.p = p
 
     def __call__(self, images: Tensor) -> Tensor:
         flip = torch.rand(len(images), device=images.device) < self.p
-        return torch.where(_per_sample(flip), images.flip(3), images)
+        return torch.where(per_sample(flip), images.flip(3), images)
 
 
 @AUGMENTATIONS.register
@@ -124,13 +129,13 @@ class Rotation(BatchAugmentation):
     """
 
     def __init__(self, degrees: float = 10.0) -> None:
-        _check_range("Rotation.degrees", degrees, 0, 180)
+        check_range("Rotation.degrees", degrees, 0, 180)
         self.degrees = degrees
 
     def __call__(self, images: Tensor) -> Tensor:
         n, _, h, w = images.shape
         angle = torch.deg2rad(_uniform(n, -self.degrees, self.degrees, images.device))
-        return _affine(images, _rotation_theta(angle, h, w))
+        return affine(images, rotation_theta(angle, h, w))
 
 
 @AUGMENTATIONS.register
@@ -162,7 +167,7 @@ class RandomResizedCrop(BatchAugmentation):
         theta = torch.zeros(n, 2, 3, device=device)
         theta[:, 0, 0], theta[:, 0, 2] = width, cx
         theta[:, 1, 1], theta[:, 1, 2] = height, cy
-        return _affine(images, theta)
+        return affine(images, theta)
 
 
 @AUGMENTATIONS.register
@@ -182,8 +187,8 @@ class ColorJitter(BatchAugmentation):
 
     def __init__(self, brightness: float = 0.0, contrast: float = 0.0, saturation: float = 0.0, hue: float = 0.0):
         for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
-            _check_range(f"ColorJitter.{name}", value, 0)
-        _check_range("ColorJitter.hue", hue, 0, 0.5)
+            check_range(f"ColorJitter.{name}", value, 0)
+        check_range("ColorJitter.hue", hue, 0, 0.5)
         self.brightness, self.contrast, self.saturation, self.hue = brightness, contrast, saturation, hue
 
     def _factor(self, strength: float, images: Tensor) -> Tensor:
@@ -241,18 +246,19 @@ class GaussianNoise(BatchAugmentation):
     """
 
     def __init__(self, std: float = 0.05, p: float = 1.0, clip: bool = True) -> None:
-        _check_range("GaussianNoise.std", std, 0)
-        _check_range("GaussianNoise.p", p, 0, 1)
+        check_range("GaussianNoise.std", std, 0)
+        check_range("GaussianNoise.p", p, 0, 1)
         self.std, self.p, self.clip = std, p, clip
 
     def __call__(self, images: Tensor) -> Tensor:
         apply = (torch.rand(len(images), device=images.device) < self.p).to(images.dtype)
-        noisy = images + torch.randn_like(images) * (self.std * _per_sample(apply))
+        noisy = images + torch.randn_like(images) * (self.std * per_sample(apply))
         return noisy.clamp(0, 1) if self.clip else noisy
 
 
-def _erase_boxes(images: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor) -> Tensor:
-    """(N, 1, H, W) bool mask of one box per image; the box may reach past the border."""
+def erase_boxes(images: Tensor, top: Tensor, left: Tensor, height: Tensor, width: Tensor) -> Tensor:
+    """(N, 1, H, W) bool mask of one box per image, the boxes given by their (N,) corners and sizes; a box may reach
+    past the border, and only its part inside is marked (as CutMix's boxes centred near an edge)."""
     _, _, h, w = images.shape
     rows = torch.arange(h, device=images.device).view(1, h)
     cols = torch.arange(w, device=images.device).view(1, w)
@@ -279,10 +285,10 @@ class RandomErasing(BatchAugmentation):
         ratio: tuple[float, float] = (0.3, 3.3),
         value: float = 0.0,
     ) -> None:
-        _check_range("RandomErasing.p", p, 0, 1)
+        check_range("RandomErasing.p", p, 0, 1)
         _check_interval("RandomErasing.scale", scale, 0, 1)
         _check_interval("RandomErasing.ratio", ratio, 1e-6)
-        _check_range("RandomErasing.value", value, 0, 1)
+        check_range("RandomErasing.value", value, 0, 1)
         self.p, self.scale, self.ratio, self.value = p, tuple(scale), tuple(ratio), value
 
     def __call__(self, images: Tensor) -> Tensor:
@@ -294,8 +300,8 @@ class RandomErasing(BatchAugmentation):
         width = torch.sqrt(area / ratio).round().clamp(max=w).long()
         top = (torch.rand(n, device=device) * (h - height + 1)).long()
         left = (torch.rand(n, device=device) * (w - width + 1)).long()
-        mask = _erase_boxes(images, top, left, height, width)
-        mask &= _per_sample(torch.rand(n, device=device) < self.p)
+        mask = erase_boxes(images, top, left, height, width)
+        mask &= per_sample(torch.rand(n, device=device) < self.p)
         return images.masked_fill(mask, self.value)
 
 
@@ -310,8 +316,8 @@ class Cutout(BatchAugmentation):
     """
 
     def __init__(self, size: int = 8, p: float = 1.0) -> None:
-        _check_range("Cutout.size", size, 0)
-        _check_range("Cutout.p", p, 0, 1)
+        check_range("Cutout.size", size, 0)
+        check_range("Cutout.p", p, 0, 1)
         self.size, self.p = size, p
 
     def __call__(self, images: Tensor) -> Tensor:
@@ -320,8 +326,8 @@ class Cutout(BatchAugmentation):
         side = torch.full((n,), self.size, device=device)
         top = torch.randint(0, h, (n,), device=device) - self.size // 2
         left = torch.randint(0, w, (n,), device=device) - self.size // 2
-        mask = _erase_boxes(images, top, left, side, side)
-        mask &= _per_sample(torch.rand(n, device=device) < self.p)
+        mask = erase_boxes(images, top, left, side, side)
+        mask &= per_sample(torch.rand(n, device=device) < self.p)
         return images.masked_fill(mask, 0.0)
 
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_cnn.data.augment import _erase_boxes, _per_sample
+from lightning_cnn.data.augment import erase_boxes, per_sample
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.registry import Registry, ShownByArguments
 
@@ -77,7 +77,7 @@ class MixUp(BatchMix):
         partner = torch.randperm(n, device=device)
         lam = _beta(n, self.alpha, device)
         lam = torch.where(torch.rand(n, device=device) < self.p, lam, torch.ones_like(lam))
-        weight = _per_sample(lam.to(images.dtype))
+        weight = per_sample(lam.to(images.dtype))
         mixed = weight * images + (1 - weight) * images[partner]
         return mixed, soft_targets(labels, partner, lam, num_classes)
 
@@ -107,7 +107,7 @@ class CutMix(BatchMix):
         # the box is centred anywhere in the image and clipped at its borders, as in the paper
         top = torch.randint(0, h, (n,), device=device) - height // 2
         left = torch.randint(0, w, (n,), device=device) - width // 2
-        box = _erase_boxes(images, top, left, height, width)
+        box = erase_boxes(images, top, left, height, width)
         mixed = torch.where(box, images[partner], images)
         lam = 1 - box.flatten(1).float().mean(dim=1)  # the fraction of each image that stayed its own
         return mixed, soft_targets(labels, partner, lam, num_classes)

@@ -22,10 +22,10 @@ from torch import Tensor
 from lightning_cnn.data.augment import (
     AUGMENTATIONS,
     BatchAugmentation,
-    _affine,
-    _check_range,
-    _per_sample,
-    _rotation_theta,
+    affine,
+    check_range,
+    per_sample,
+    rotation_theta,
 )
 
 # --- the operations: images (n, C, H, W) in [0, 1] and one signed magnitude per image ----------------
@@ -41,7 +41,7 @@ def _luma(images: Tensor) -> Tensor:
 
 def _blend(images: Tensor, other: Tensor, factor: Tensor) -> Tensor:
     """``factor · images + (1 - factor) · other`` per image, clamped to [0, 1]."""
-    return (other + _per_sample(factor.to(images.dtype)) * (images - other)).clamp(0, 1)
+    return (other + per_sample(factor.to(images.dtype)) * (images - other)).clamp(0, 1)
 
 
 def _theta(images: Tensor) -> Tensor:
@@ -54,7 +54,7 @@ def shear_x(images: Tensor, magnitude: Tensor) -> Tensor:
     _, _, h, w = images.shape
     theta = _theta(images)
     theta[:, 0, 1] = magnitude * h / w  # in normalized coordinates, whose x and y units differ when h != w
-    return _affine(images, theta)
+    return affine(images, theta)
 
 
 def shear_y(images: Tensor, magnitude: Tensor) -> Tensor:
@@ -62,27 +62,27 @@ def shear_y(images: Tensor, magnitude: Tensor) -> Tensor:
     _, _, h, w = images.shape
     theta = _theta(images)
     theta[:, 1, 0] = magnitude * w / h
-    return _affine(images, theta)
+    return affine(images, theta)
 
 
 def translate_x(images: Tensor, magnitude: Tensor) -> Tensor:
     """Shift right by ``magnitude`` pixels, rounded to whole pixels (so the content is not blurred)."""
     theta = _theta(images)
     theta[:, 0, 2] = -2 * magnitude.round() / images.shape[3]
-    return _affine(images, theta)
+    return affine(images, theta)
 
 
 def translate_y(images: Tensor, magnitude: Tensor) -> Tensor:
     """Shift down by ``magnitude`` pixels, rounded to whole pixels."""
     theta = _theta(images)
     theta[:, 1, 2] = -2 * magnitude.round() / images.shape[2]
-    return _affine(images, theta)
+    return affine(images, theta)
 
 
 def rotate(images: Tensor, magnitude: Tensor) -> Tensor:
     """Rotate by ``magnitude`` degrees about the centre."""
     _, _, h, w = images.shape
-    return _affine(images, _rotation_theta(torch.deg2rad(magnitude), h, w))
+    return affine(images, rotation_theta(torch.deg2rad(magnitude), h, w))
 
 
 def brightness(images: Tensor, magnitude: Tensor) -> Tensor:
@@ -115,12 +115,12 @@ def posterize(images: Tensor, magnitude: Tensor) -> Tensor:
     """Drop the ``round(magnitude)`` lowest of the 8 bits of each pixel level."""
     step = (2.0 ** magnitude.round()).to(images.dtype)
     levels = (images * 255).round()
-    return torch.div(levels, _per_sample(step), rounding_mode="floor") * _per_sample(step) / 255
+    return torch.div(levels, per_sample(step), rounding_mode="floor") * per_sample(step) / 255
 
 
 def solarize(images: Tensor, magnitude: Tensor) -> Tensor:
     """Invert the pixels at or above the threshold ``1 - magnitude``."""
-    threshold = _per_sample((1 - magnitude).to(images.dtype))
+    threshold = per_sample((1 - magnitude).to(images.dtype))
     return torch.where(images >= threshold, 1 - images, images)
 
 
@@ -209,7 +209,7 @@ def apply_per_sample(images: Tensor, ops: Sequence[Op | None], choice: Tensor, l
 
 
 def _check_p(name: str, p: float) -> None:
-    _check_range(f"{name}.p", p, 0, 1)
+    check_range(f"{name}.p", p, 0, 1)
 
 
 def _skip_unchosen(choice: Tensor, p: float, identity: int = 0) -> Tensor:
@@ -239,9 +239,9 @@ class RandAugment(BatchAugmentation):
     """
 
     def __init__(self, num_ops: int = 2, magnitude: int = 9, num_magnitude_bins: int = 31, p: float = 1.0) -> None:
-        _check_range("RandAugment.num_ops", num_ops, 0)
-        _check_range("RandAugment.num_magnitude_bins", num_magnitude_bins, 2)
-        _check_range("RandAugment.magnitude", magnitude, 0, num_magnitude_bins - 1)
+        check_range("RandAugment.num_ops", num_ops, 0)
+        check_range("RandAugment.num_magnitude_bins", num_magnitude_bins, 2)
+        check_range("RandAugment.magnitude", magnitude, 0, num_magnitude_bins - 1)
         _check_p("RandAugment", p)
         self.num_ops, self.magnitude, self.num_magnitude_bins, self.p = num_ops, magnitude, num_magnitude_bins, p
 
@@ -268,7 +268,7 @@ class TrivialAugmentWide(BatchAugmentation):
     """
 
     def __init__(self, num_magnitude_bins: int = 31, p: float = 1.0) -> None:
-        _check_range("TrivialAugmentWide.num_magnitude_bins", num_magnitude_bins, 2)
+        check_range("TrivialAugmentWide.num_magnitude_bins", num_magnitude_bins, 2)
         _check_p("TrivialAugmentWide", p)
         self.num_magnitude_bins, self.p = num_magnitude_bins, p
 
