@@ -457,7 +457,7 @@ def log_image(trainer: L.Trainer, key: str, image: np.ndarray, step: int) -> Non
         elif isinstance(logger, CSVLogger) and not wrote_png:
             folder = Path(logger.log_dir) / IMAGES_FOLDER
             folder.mkdir(parents=True, exist_ok=True)
-            _save_png(image, folder / file_name)
+            save_png(image, folder / file_name)
             wrote_png = True
 
 
@@ -502,7 +502,8 @@ def log_run_info(trainer: L.Trainer, name: str | None, tags: Sequence[str]) -> N
             logger.experiment.add_text("run", f"name: {name or '-'}  \ntags: {', '.join(tags) or '-'}", 0)
 
 
-def _save_png(image: np.ndarray, path: Path) -> None:
+def save_png(image: np.ndarray, path: Path) -> None:
+    """An RGB uint8 image (H, W, 3) as a PNG file: a CSV logger's images and the report's confusion matrix."""
     from PIL import Image
 
-    Image.fromarray(image).save(path)
+    Image.fromarray(image).save(path, format="PNG")

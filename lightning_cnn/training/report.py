@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -27,7 +26,7 @@ from torch.utils.tensorboard.summary import hparams
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.internals import flat_hparams, tensorboard_file_writer
-from lightning_cnn.training.loggers import log_files, log_image, log_summary, run_dir, run_labels
+from lightning_cnn.training.loggers import log_files, log_image, log_summary, run_dir, run_labels, save_png
 from lightning_cnn.training.preview import image_grid
 
 METRICS_FILE = "metrics.json"
@@ -130,7 +129,7 @@ class EvaluationReport(L.Callback):
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
-            _save_png(figure, folder / CONFUSION_FILE)
+            save_png(figure, folder / CONFUSION_FILE)
             log_files(trainer, [folder / METRICS_FILE, folder / CONFUSION_FILE], "report")
             written = f" (written to {folder / METRICS_FILE} and {CONFUSION_FILE})"
         rank_zero_info(f"Test accuracy per class{written}:\n{per_class_table(report)}")
@@ -254,9 +253,3 @@ def confusion_figure(confusion: Tensor, classes: list[str], accuracy: float | No
             axes.text(col, row, str(int(value)), ha="center", va="center", color=color, fontsize=8)
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
-
-
-def _save_png(image: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    Image.fromarray(image).save(path)
