@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from lightning_cnn.errors import ConfigError, CorruptCheckpointError, UntrustedCheckpointError
+from lightning_cnn.internals import saved_class_path
 
 RUNS_FOLDER = "lightning_logs"
 LAST = "last.ckpt"
@@ -236,7 +237,7 @@ def read_checkpoint(path: Path, mmap: bool = False, trust: bool = False) -> dict
 
 def checkpoint_model(path: Path, trust: bool = False) -> str | None:
     """The class path of the model saved in checkpoint ``path``."""
-    return (read_checkpoint(path, mmap=True, trust=trust).get("hyper_parameters") or {}).get("_class_path")
+    return saved_class_path(read_checkpoint(path, mmap=True, trust=trust).get("hyper_parameters") or {})
 
 
 def class_of(class_path: str | None, base: type, what: str, path: Path) -> type:

@@ -7,6 +7,7 @@ still exists, so an upgrade that removes one fails a test that names it instead 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Union
 
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict, _sanitize_params
@@ -17,6 +18,8 @@ from torch.nn.modules.batchnorm import _NormBase as NormBase
 from torch.optim.lr_scheduler import LRScheduler, _enable_get_lr_call
 
 __all__ = [
+    "CLASS_PATH_KEY",
+    "INSTANTIATOR_KEY",
     "OVERRIDDEN",
     "BatchNorm",
     "NormBase",
@@ -26,6 +29,7 @@ __all__ = [
     "flat_hparams",
     "int_before_float",
     "flat_params",
+    "saved_class_path",
     "scheduled_lrs",
     "tensorboard_file_writer",
 ]
@@ -45,6 +49,17 @@ OVERRIDDEN: dict[str, tuple[str, ...]] = {
     "lightning.pytorch.LightningModule": ("_trainer",),  # an instance attribute: None outside a Trainer
     "torch.optim.lr_scheduler.LRScheduler": ("_last_lr",),  # written by schedulers._resumed
 }
+
+# The keys Lightning's CLI adds to the hyper-parameters of the model and data module it builds, and so to every
+# checkpoint of a CLI run: the class it built ("lightning_cnn.models.LeNet5") and the function that rebuilds it.
+CLASS_PATH_KEY = "_class_path"
+INSTANTIATOR_KEY = "_instantiator"
+
+
+def saved_class_path(hparams: Mapping[str, Any]) -> str | None:
+    """The class path Lightning's CLI saved among a model's or data module's hyper-parameters; None for one built
+    without the CLI (or saved without its class path)."""
+    return hparams.get(CLASS_PATH_KEY)
 
 
 def flat_hparams(hparams: Any) -> dict[str, Any]:

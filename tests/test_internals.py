@@ -9,6 +9,7 @@ import optuna
 import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
 from torch.optim.lr_scheduler import LRScheduler, StepLR
 
 from lightning_cnn import internals
@@ -51,3 +52,20 @@ def test_the_hook_that_orders_unions_finds_jsonargparse_s_function():
     internals.int_before_float()
     assert getattr(_typehints, "_lightning_cnn_int_before_float", False)
     assert callable(_typehints.sort_subtypes_for_union)  # tests/test_environments.py parses through it
+
+
+class Tiny(L.LightningModule):
+    """A model that saves its hyper-parameters, as every lightning_cnn model does."""
+
+    def __init__(self, width: int = 1) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+
+def test_lightning_s_cli_saves_the_hyper_parameter_keys_we_read():
+    cli = LightningCLI(
+        Tiny, subclass_mode_model=True, seed_everything_default=False, run=False, args=["--model", f"{__name__}.Tiny"]
+    )
+    assert internals.saved_class_path(cli.model.hparams) == f"{__name__}.Tiny"
+    assert internals.INSTANTIATOR_KEY in cli.model.hparams
+    assert internals.saved_class_path(Tiny().hparams) is None

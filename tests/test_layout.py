@@ -24,7 +24,7 @@ ALLOWED: dict[str, set[str]] = {
     "messages": set(),
     "tool_options": set(),
     "config_files": {"errors"},
-    "checkpoints": {"errors"},
+    "checkpoints": {"errors", "internals"},
     "schedulers": {"errors", "internals"},
     "models": {"checkpoints", "schedulers", "registry", "internals"},
     "data": {"checkpoints", "registry", "internals"},

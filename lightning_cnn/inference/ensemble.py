@@ -25,10 +25,12 @@ from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, check_file
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
+from lightning_cnn.internals import CLASS_PATH_KEY, INSTANTIATOR_KEY, saved_class_path
 from lightning_cnn.tool_options import ToolParser, add_device_option, add_trust_option, format_table, resolve_device
 
-# data module settings that only matter for training (a bootstrap resample changes the training images alone)
-TRAINING_ONLY = ("augment", "bootstrap_seed", "_instantiator", "_class_path")
+# data module settings that only matter for training (a bootstrap resample changes the training images alone), and
+# the keys Lightning's CLI adds to them, which are not settings
+TRAINING_ONLY = ("augment", "bootstrap_seed", INSTANTIATOR_KEY, CLASS_PATH_KEY)
 # data module settings that choose the validation split: stacking needs one that no member trained on
 SPLIT_KEYS = ("val_size", "test_size", "split_seed", "fold", "num_folds")
 
@@ -72,7 +74,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]
 def data_settings(first: TrainedModel, config: str | None, overrides: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The data module's class path and arguments: the first member's, then the config's data section, then
     ``--data.*``; options that only matter for training (augmentations) are dropped."""
-    class_path = first.datamodule_hparams.get("_class_path")
+    class_path = saved_class_path(first.datamodule_hparams)
     init_args = {k: v for k, v in first.datamodule_hparams.items() if k not in TRAINING_ONLY}
     if config:
         path = Path(config)

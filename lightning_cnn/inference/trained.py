@@ -17,6 +17,7 @@ from torch import Tensor
 from lightning_cnn.checkpoints import class_of, read_checkpoint, resolve_checkpoint
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import ConfigError, CorruptDataError
+from lightning_cnn.internals import saved_class_path
 from lightning_cnn.models.base import ImageClassifier
 
 
@@ -93,7 +94,7 @@ def _preprocessing(checkpoint: dict[str, Any], path: Path, trust: bool = False) 
     from lightning_cnn.data import ImageDataModule
 
     hparams = checkpoint.get("datamodule_hyper_parameters") or {}
-    cls = class_of(hparams.get("_class_path"), ImageDataModule, "data module", path)
+    cls = class_of(saved_class_path(hparams), ImageDataModule, "data module", path)
     datamodule = cls.load_from_checkpoint(path, augment=None, weights_only=not trust)
     return Preprocessing.from_record(datamodule.preprocessing())
 
@@ -104,7 +105,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu", trust: bo
     checkpoint_path = resolve_checkpoint(path)
     checkpoint = read_checkpoint(checkpoint_path, trust=trust)
     hparams = checkpoint.get("hyper_parameters") or {}
-    cls = class_of(hparams.get("_class_path"), ImageClassifier, "model", checkpoint_path)
+    cls = class_of(saved_class_path(hparams), ImageClassifier, "model", checkpoint_path)
     try:
         model = cls.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=not trust)
     except (RuntimeError, ValueError, TypeError) as err:
