@@ -7,7 +7,7 @@ still exists, so an upgrade that removes one fails a test that names it instead 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict, _sanitize_params
@@ -31,11 +31,13 @@ __all__ = [
     "flat_params",
     "saved_class_path",
     "scheduled_lrs",
+    "set_last_lrs",
     "tensorboard_file_writer",
 ]
 
-# Private methods and attributes of dependency classes that our subclasses override, call or read
-# (cli.CNNLightningCLI, training.callbacks.RunCheckpoint, training.loggers.RunLogger, models.base.ImageClassifier).
+# Private methods and attributes of dependency classes that our subclasses override, call or read on themselves
+# (cli.CNNLightningCLI, training.callbacks.RunCheckpoint, the training.loggers *RunLogger and _SharedFolderWriter,
+# models.base.ImageClassifier, schedulers.ResumableOneCycleLR).
 OVERRIDDEN: dict[str, tuple[str, ...]] = {
     "lightning.pytorch.cli.LightningCLI": ("_parse_ckpt_path", "_parser", "_instantiate_trainer", "_get"),
     "lightning.pytorch.callbacks.ModelCheckpoint": (
@@ -44,10 +46,20 @@ OVERRIDDEN: dict[str, tuple[str, ...]] = {
         "_monitor_candidates",
         "_should_skip_saving_checkpoint",
         "_should_save_on_train_epoch_end",
+        # instance attributes: the step, epoch and time triggers it was built with, which RunCheckpoint reads
+        "_every_n_train_steps",
+        "_every_n_epochs",
+        "_train_time_interval",
     ),
     "lightning.pytorch.loggers.TensorBoardLogger": ("_get_next_version",),
+    "lightning.pytorch.loggers.CSVLogger": ("_experiment",),  # an instance attribute: None until the first write
+    # the check of the folder it writes into, which warns and deletes an old metrics.csv
+    "lightning.pytorch.loggers.csv_logs.ExperimentWriter": ("_check_log_dir_exists",),
+    "lightning.pytorch.loggers.MLFlowLogger": ("_initialized",),  # an instance attribute: whether its run is open
+    "lightning.pytorch.loggers.WandbLogger": ("_experiment",),  # an instance attribute: None until the run starts
     "lightning.pytorch.LightningModule": ("_trainer",),  # an instance attribute: None outside a Trainer
-    "torch.optim.lr_scheduler.LRScheduler": ("_last_lr",),  # written by schedulers._resumed
+    # an instance attribute: the schedule's phases, whose end steps a resumed run of another length refits
+    "torch.optim.lr_scheduler.OneCycleLR": ("_schedule_phases",),
 }
 
 # The keys Lightning's CLI adds to the hyper-parameters of the model and data module it builds, and so to every
@@ -78,6 +90,12 @@ def scheduled_lrs(scheduler: LRScheduler) -> list[float]:
     outside ``step`` warns that ``get_last_lr`` is usually meant)."""
     with _enable_get_lr_call(scheduler):
         return scheduler.get_lr()
+
+
+def set_last_lrs(scheduler: LRScheduler, lrs: Sequence[float]) -> None:
+    """Make ``lrs`` what ``scheduler.get_last_lr()`` returns, as its ``step`` does: a resumed schedule that sets its
+    optimizer's rates itself keeps that record in step (the learning-rate monitor and the next checkpoint read it)."""
+    scheduler._last_lr = [float(lr) for lr in lrs]
 
 
 def tensorboard_file_writer(experiment: Any) -> Any:

@@ -28,7 +28,7 @@ from torch.optim.lr_scheduler import CyclicLR, LambdaLR, LRScheduler
 from torch.optim.lr_scheduler import OneCycleLR as TorchOneCycleLR
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.internals import scheduled_lrs
+from lightning_cnn.internals import scheduled_lrs, set_last_lrs
 
 
 class WarmupCosineLR(LambdaLR):
@@ -135,7 +135,7 @@ def _resumed(scheduler: LRScheduler, old_total: int, new_total: int) -> None:
     lrs = scheduled_lrs(scheduler)
     for group, lr in zip(scheduler.optimizer.param_groups, lrs, strict=True):
         group["lr"] = lr
-    scheduler._last_lr = [float(lr) for lr in lrs]
+    set_last_lrs(scheduler, lrs)
     step, name = scheduler.last_epoch, type(scheduler).__name__
     if step < old_total - 1:
         what = f"the rest of its curve is stretched over the {new_total - step} steps left"

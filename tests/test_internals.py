@@ -10,7 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
-from torch.optim.lr_scheduler import LRScheduler, StepLR
+from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, WandbLogger
+from torch.optim.lr_scheduler import OneCycleLR, StepLR
 
 from lightning_cnn import internals
 
@@ -18,13 +19,18 @@ from lightning_cnn import internals
 @pytest.mark.parametrize(
     ("owner", "name"), [(owner, name) for owner, names in internals.OVERRIDDEN.items() for name in names]
 )
-def test_each_private_member_we_override_or_read_exists(owner, name):
+def test_each_private_member_we_override_or_read_exists(owner, name, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 refuses a local file store unless told
     module, cls_name = owner.rsplit(".", 1)
     cls = getattr(importlib.import_module(module), cls_name)
+    # classes whose listed members are instance attributes, set by their constructor
     instances = {
         ModelCheckpoint: lambda: ModelCheckpoint(),
         L.LightningModule: lambda: L.LightningModule(),
-        LRScheduler: lambda: StepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 1),
+        OneCycleLR: lambda: OneCycleLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 1.0, 10),
+        CSVLogger: lambda: CSVLogger(tmp_path),
+        MLFlowLogger: lambda: MLFlowLogger(tracking_uri=(tmp_path / "mlruns").as_uri()),
+        WandbLogger: lambda: WandbLogger(save_dir=tmp_path, offline=True),
     }
     target = instances[cls]() if cls in instances else cls
     assert hasattr(target, name), f"{owner}.{name} is gone: adapt lightning_cnn (see lightning_cnn/internals.py)"
@@ -36,6 +42,8 @@ def test_the_fenced_helpers_work_on_the_installed_versions(tmp_path):
     scheduler = StepLR(torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0), 1, 0.5)
     scheduler.last_epoch = 1
     assert internals.scheduled_lrs(scheduler) == [0.5]
+    internals.set_last_lrs(scheduler, [0.25])
+    assert scheduler.get_last_lr() == [0.25]
     from torch.utils.tensorboard import SummaryWriter
 
     with SummaryWriter(tmp_path) as writer:

@@ -24,6 +24,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
@@ -222,8 +223,9 @@ class _SharedFolderWriter(ExperimentWriter):
     that the folder is not empty, and a resumed run appends to ``metrics.csv`` instead of deleting it."""
 
     def _check_log_dir_exists(self) -> None:
-        if self._fs.isfile(self.metrics_file_path):
-            with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+        fs = get_filesystem(self.log_dir)  # the writer's own, which it keeps privately
+        if fs.isfile(self.metrics_file_path):
+            with fs.open(self.metrics_file_path, "r", newline="") as file:
                 self.metrics_keys = next(csv.reader(file), [])
 
 
