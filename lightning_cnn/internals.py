@@ -8,7 +8,7 @@ still exists, so an upgrade that removes one fails a test that names it instead 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from lightning.fabric.utilities.logger import _convert_params, _flatten_dict, _sanitize_params
 from lightning.fabric.utilities.types import _PATH as PathLike
@@ -16,6 +16,9 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from torch.nn.modules.batchnorm import _BatchNorm as BatchNorm
 from torch.nn.modules.batchnorm import _NormBase as NormBase
 from torch.optim.lr_scheduler import LRScheduler, _enable_get_lr_call
+
+if TYPE_CHECKING:
+    from lightning.pytorch.cli import LightningCLI
 
 __all__ = [
     "CLASS_PATH_KEY",
@@ -25,6 +28,7 @@ __all__ = [
     "NormBase",
     "PathLike",
     "UnrepeatedDistributedSampler",
+    "class_groups",
     "fail_trial",
     "flat_hparams",
     "int_before_float",
@@ -32,6 +36,7 @@ __all__ = [
     "saved_class_path",
     "scheduled_lrs",
     "set_last_lrs",
+    "subcommand_parsers",
     "tensorboard_file_writer",
 ]
 
@@ -96,6 +101,19 @@ def set_last_lrs(scheduler: LRScheduler, lrs: Sequence[float]) -> None:
     """Make ``lrs`` what ``scheduler.get_last_lr()`` returns, as its ``step`` does: a resumed schedule that sets its
     optimizer's rates itself keeps that record in step (the learning-rate monitor and the next checkpoint read it)."""
     scheduler._last_lr = [float(lr) for lr in lrs]
+
+
+def subcommand_parsers(cli: LightningCLI) -> Mapping[str, Any]:
+    """The parser of each subcommand (``fit``...) of a LightningCLI, empty before its parser is set up or without
+    subcommands: checking the config files given to a subcommand needs that subcommand's own options."""
+    return getattr(cli, "_subcommand_parsers", {})
+
+
+def class_groups(parser: Any) -> list[str]:
+    """The option groups of a jsonargparse parser that take a class (``model``, ``data``, ``early_stopping``...),
+    whose config sections hold ``class_path`` and ``init_args`` rather than options: jsonargparse marks their actions
+    only by a private type hint, in argparse's private list of actions."""
+    return [a.dest for a in parser._actions if a.dest in parser.groups and hasattr(a, "_typehint")]
 
 
 def tensorboard_file_writer(experiment: Any) -> Any:

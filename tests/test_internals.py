@@ -77,3 +77,24 @@ def test_lightning_s_cli_saves_the_hyper_parameter_keys_we_read():
     assert internals.saved_class_path(cli.model.hparams) == f"{__name__}.Tiny"
     assert internals.INSTANTIATOR_KEY in cli.model.hparams
     assert internals.saved_class_path(Tiny().hparams) is None
+
+
+class Parsed(Exception):
+    """Stops a LightningCLI once its arguments are parsed, carrying it."""
+
+
+class ParseOnly(LightningCLI):
+    def before_instantiate_classes(self) -> None:
+        raise Parsed(self)
+
+
+def test_the_cli_helpers_find_the_subcommands_parsers_and_their_class_groups():
+    with pytest.raises(Parsed) as parsed:
+        ParseOnly(
+            Tiny, subclass_mode_model=True, seed_everything_default=False, args=["fit", "--model", f"{__name__}.Tiny"]
+        )
+    parsers = internals.subcommand_parsers(parsed.value.args[0])
+    assert {"fit", "validate", "test", "predict"} <= set(parsers)
+    groups = internals.class_groups(parsers["fit"])
+    assert {"model", "optimizer", "lr_scheduler"} <= set(groups)
+    assert "trainer" not in groups  # a group of options
