@@ -3,6 +3,9 @@
 Lightning, torch, TensorBoard, jsonargparse and Optuna may change private names in any release. Importing and
 calling them only through this module keeps each use visible, and ``tests/test_internals.py`` checks that every one
 still exists, so an upgrade that removes one fails a test that names it instead of a run deep inside training.
+``tests/test_layout.py`` fails on a dependency's private name used anywhere else in the package: a subclass of ours
+may only override, call or read on itself the members ``OVERRIDDEN`` lists; everything else goes through a helper or
+a constant here.
 """
 
 from __future__ import annotations
