@@ -27,13 +27,21 @@ from lightning_cnn.errors import CorruptDataError, DataNotFoundError
 
 CACHE_ENV_VAR = "LIGHTNING_CNN_CACHE"
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
-CACHE_FORMAT = 2  # bump when what is cached changes, so old cache files are ignored (2: 16-bit images scaled)
+CACHE_FORMAT = 3  # bump when what is cached changes, so old cache files are ignored (3: entries of some of the files)
+
+
+def default_cache_dir() -> Path:
+    """The user's cache folder for this package: ``$XDG_CACHE_HOME/lightning_cnn`` (an absolute one, as the XDG
+    specification requires), else ``~/.cache/lightning_cnn``; the same whatever the current folder."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path("~/.cache").expanduser()
+    return base / "lightning_cnn"
 
 
 def resolve_cache_dir(cache_dir: str | os.PathLike | None) -> Path:
-    """Where decoded images and unpacked archives go: ``cache_dir``, else ``$LIGHTNING_CNN_CACHE``, else
-    ``./data/cache`` (ignored by git). Never inside the dataset folder, which may be read-only."""
-    chosen = cache_dir or os.environ.get(CACHE_ENV_VAR) or Path("data") / "cache"
+    """Where decoded images and unpacked archives go: ``cache_dir``, else ``$LIGHTNING_CNN_CACHE``, else the user's
+    cache folder (``default_cache_dir``). Never inside the dataset folder, which may be read-only or shared."""
+    chosen = cache_dir or os.environ.get(CACHE_ENV_VAR) or default_cache_dir()
     return Path(chosen).expanduser().absolute()
 
 
@@ -44,14 +52,15 @@ def is_archive(path: Path) -> bool:
 def unpack_archive(archive: Path, cache_dir: Path) -> Path:
     """Unpack ``archive`` once into ``cache_dir/unpacked/<name>-<key>`` and return that folder.
 
-    The key follows the archive's size and modification time, so a changed archive is unpacked again.
+    The key follows the archive's absolute path, size and modification time, so a changed archive is unpacked
+    again, and two archives of one name never share a folder.
     Unpacking goes to a temporary folder renamed at the end: an interrupted run leaves nothing half-done,
     and two processes unpacking at once both end with the same complete folder.
     """
     if not archive.is_file():
         raise DataNotFoundError(f"archive not found: {archive}")
     stat = archive.stat()
-    key = hashlib.sha1(f"{archive.name}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    key = hashlib.sha1(f"{archive.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     stem = archive.name.removesuffix(next(s for s in ARCHIVE_SUFFIXES if archive.name.endswith(s)))
     target = cache_dir / "unpacked" / f"{stem}-{key}"
     if target.is_dir():
@@ -127,9 +136,14 @@ def list_files(folder: Path, classes: Sequence[str]) -> tuple[list[Path], list[i
     return paths, labels, stats
 
 
-def folder_key(stats: Sequence[tuple[str, int, int]], size: tuple[int, int], channels: int) -> str:
-    """A key that changes when a file is added, removed or modified, or the decoding options change."""
+def folder_key(
+    stats: Sequence[tuple[str, int, int]], size: tuple[int, int], channels: int, folder: Path | None = None
+) -> str:
+    """A key that changes when a file is added, removed or modified, or the decoding options change; with
+    ``folder``, also with the folder's absolute path, so that the files of two data folders never share a key."""
     digest = hashlib.sha1(f"{CACHE_FORMAT}:{size}:{channels}".encode())
+    if folder is not None:
+        digest.update(f"{folder.resolve()}\n".encode())
     digest.update("\n".join(f"{name}:{n}:{mtime}" for name, n, mtime in stats).encode())
     return digest.hexdigest()[:16]
 
