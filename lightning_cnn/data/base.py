@@ -192,6 +192,10 @@ def bootstrap_indices(indices: Tensor, seed: int) -> Tensor:
     return indices[draw]
 
 
+# the splits each Lightning stage uses; any other stage (None) loads all three
+STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",), "predict": ("test",)}
+
+
 def keep_batch(batch: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
     """Collate function for ``TensorImages``: its ``__getitems__`` already returns a whole batch."""
     return batch
@@ -358,21 +362,74 @@ class ImageDataModule(LightningDataModule):
         check_split(images, labels, self.num_classes, self.input_shape, self.split_files(train))
         return images, labels
 
+    def training_labels(self) -> Tensor | None:
+        """The labels of the whole training split, read without loading any image, or None (the default) when only
+        loading the split tells them. Given them, the splits are drawn from the labels alone and each stage loads
+        only the images of the splits it uses (``load_training_subset``)."""
+        return None
+
+    def load_training_subset(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The images and labels of the training split at ``indices`` (sorted, distinct), and the indices they are:
+        an image that cannot be read is left out. Only called when ``training_labels`` gives labels."""
+        raise NotImplementedError
+
+    def held_out_split(self, labels: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Indices of the training images kept for training and validation, and of those held out as the test
+        split (``test_size``; None without it): the same for every stage and process, as it depends on the labels
+        and ``split_seed`` only."""
+        if self.test_size is None:
+            return torch.arange(len(labels)), None
+        return stratified_holdout(labels, self.test_size, self.split_seed)
+
+    def training_splits(self, labels: Tensor) -> dict[str, Tensor]:
+        """Indices into the training images of each split drawn from them: ``train`` and ``val``, and ``test`` with
+        ``test_size``, which comes out first. ``train`` is not yet bootstrapped."""
+        kept, held_out = self.held_out_split(labels)
+        train, val = split_indices(len(kept), self.val_size, self.split_seed, self.fold, self.num_folds)
+        splits = {"train": kept[train], "val": kept[val]}
+        return splits if held_out is None else {**splits, "test": held_out}
+
     def setup(self, stage: str | None = None) -> None:
-        held_out = self.test_size is not None and stage in ("test", "predict", None) and self.test_set is None
-        if (stage in ("fit", "validate", None) and self.train_set is None) or held_out:
-            images, labels = self.load_checked_split(train=True)
-            if self.test_size is not None:  # the test split comes out of the training images, before the others
-                kept, test = stratified_holdout(labels, self.test_size, self.split_seed)
-                self.test_set = TensorImages(images[test], labels[test])
-                images, labels = images[kept], labels[kept]
-            train, val = split_indices(len(labels), self.val_size, self.split_seed, self.fold, self.num_folds)
-            if self.bootstrap_seed is not None:
-                train = bootstrap_indices(train, self.bootstrap_seed)
-            self.val_set = TensorImages(images[val], labels[val])
-            self.train_set = TensorImages(images[train], labels[train])
-        if stage in ("test", "predict", None) and self.test_set is None:
+        """Load the splits ``stage`` uses that are not loaded yet: ``fit`` train and validation, ``validate``
+        validation, ``test`` and ``predict`` test, None all three."""
+        wanted = STAGE_SPLITS.get(stage, ("train", "val", "test"))
+        missing = [name for name in wanted if getattr(self, f"{name}_set") is None]
+        from_training = [name for name in missing if name != "test" or self.test_size is not None]
+        if from_training:
+            self._setup_from_training(from_training)
+        if "test" in missing and self.test_size is None:
             self.test_set = TensorImages(*self.load_checked_split(train=False))
+
+    def _setup_from_training(self, names: list[str]) -> None:
+        """Set the splits ``names`` drawn from the training images, loading only their images when the labels are
+        known without them."""
+        labels = self.training_labels()
+        if labels is None:  # the whole training split is loaded anyway: every split drawn from it is set
+            images, labels = self.load_checked_split(train=True)
+            for name, indices in self.training_splits(labels).items():
+                if getattr(self, f"{name}_set") is None:
+                    setattr(self, f"{name}_set", self._split_set(name, images, labels, indices))
+            return
+        splits = self.training_splits(labels)
+        # the held-out test images are loaded apart from the others: a stage uses either or both
+        for group in ([name for name in names if name != "test"], [name for name in names if name == "test"]):
+            if not group:
+                continue
+            needed = torch.cat([splits[name] for name in group]).unique()  # sorted
+            images, loaded_labels, found = self.load_training_subset(needed)
+            check_split(images, loaded_labels, self.num_classes, self.input_shape, self.split_files(train=True))
+            row = torch.full((len(labels),), -1, dtype=torch.long)
+            row[found] = torch.arange(len(found))
+            for name in group:
+                rows = row[splits[name]]
+                rows = rows[rows >= 0]  # the unreadable images of the split are left out
+                setattr(self, f"{name}_set", self._split_set(name, images, loaded_labels, rows))
+
+    def _split_set(self, name: str, images: Tensor, labels: Tensor, indices: Tensor) -> TensorImages:
+        """Split ``name`` of ``images``: the images at ``indices``, the training split resampled when bagging."""
+        if name == "train" and self.bootstrap_seed is not None:
+            indices = bootstrap_indices(indices, self.bootstrap_seed)
+        return TensorImages(images[indices], labels[indices])
 
     def _eval_sampler(self, dataset: TensorImages) -> Sampler[int] | None:
         """Under several processes, each evaluates every n-th image of the split, unpadded.

@@ -1,9 +1,10 @@
 """ImageFolderDataModule: a folder of class sub-folders of image files, decoded once into memory.
 
 The images (JPEG, PNG, ... any size and mode) are decoded in parallel, resized to ``image_size`` and
-kept as one uint8 tensor like every other data module here; the decoded tensor is cached on disk, so
-the second run starts in a second. A ``.tar.gz`` of the folder works too: it is unpacked once into
-the cache folder.
+kept as one uint8 tensor like every other data module here; the decoded tensors are cached on disk (by
+default in the user's cache folder, whatever the current folder), so the second run starts in a second.
+Each stage decodes only the images of the splits it uses: ``test`` the test split alone. A ``.tar.gz`` of
+the folder works too: it is unpacked once into the cache folder.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -54,7 +56,8 @@ class ImageFolderDataModule(ImageDataModule):
             training folder (and cached).
         std: per-channel standard deviation, as ``mean``.
         cache_dir: where decoded tensors and unpacked archives are kept; default ``$LIGHTNING_CNN_CACHE``,
-            else ``./data/cache``.
+            else ``$XDG_CACHE_HOME/lightning_cnn``, else ``~/.cache/lightning_cnn``: the same from any current
+            folder, its entries keyed by each data folder's absolute path.
         cache: keep the decoded tensors on disk so the next run skips decoding.
         decode_workers: processes decoding files; default one per CPU core.
         data_dir: where to look for a relative ``root`` after the current folder; default
@@ -153,6 +156,7 @@ class ImageFolderDataModule(ImageDataModule):
                 )
         self._given_stats = (mean, std)
         self._mean_std = (tuple(mean), tuple(std)) if mean is not None and std is not None else None
+        self._listing: dict[Path, tuple[list[Path], list[int], list[tuple[str, int, int]]]] = {}
 
     @staticmethod
     def shape_of(image_size: int | Sequence[int], grayscale: bool) -> tuple[int, int, int]:
@@ -163,8 +167,13 @@ class ImageFolderDataModule(ImageDataModule):
         return (1 if grayscale else 3, *size)
 
     def written_folders(self) -> dict[str, Path]:
-        key = "data.cache_dir" if self._cache_dir_given else f"data.cache_dir (${CACHE_ENV_VAR} or ./data/cache)"
-        return {key: self.cache_dir} if self.use_cache else {}
+        """The cache folder, by what chose it: the option, ``$LIGHTNING_CNN_CACHE``, or the default."""
+        if not self.use_cache:
+            return {}
+        if self._cache_dir_given:
+            return {"data.cache_dir": self.cache_dir}
+        chosen_by = f"${CACHE_ENV_VAR}" if os.environ.get(CACHE_ENV_VAR) else "the default, in the user's cache folder"
+        return {f"data.cache_dir ({chosen_by})": self.cache_dir}
 
     def _resolve_root(self, root: str) -> Path:
         path = Path(root).expanduser()
@@ -194,8 +203,8 @@ class ImageFolderDataModule(ImageDataModule):
         return self._stats()[1]
 
     def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        if self._mean_std is None:  # e.g. testing only: the training images are needed for their statistics
-            self.load_split(train=True)
+        if self._mean_std is None:  # given neither by the config nor by a checkpoint: those of the training images
+            self._set_stats(self._load_files(self.train_folder, self._kept())[0])
         assert self._mean_std is not None
         return self._mean_std
 
@@ -205,6 +214,26 @@ class ImageFolderDataModule(ImageDataModule):
             computed = channel_mean_std(images)
             mean, std = self._given_stats
             self._mean_std = (tuple(mean or computed[0]), tuple(std or computed[1]))
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Take the statistics a checkpoint recorded for what the config leaves out, unless this module computed
+        its own (``fit`` does): ``test`` and ``validate`` then normalize as training did and decode no training
+        image for statistics."""
+        record = state_dict.get("preprocessing") if isinstance(state_dict, dict) else None
+        if (
+            self._mean_std is not None
+            or not isinstance(record, dict)
+            or record.get("datamodule") != type(self).__name__
+        ):
+            return
+        recorded = [record.get("mean"), record.get("std")]
+        if not all(isinstance(values, list) and len(values) == self.channels for values in recorded):
+            return
+        mean, std = ([float(v) for v in values] for values in recorded)
+        if min(std) <= 0:
+            return
+        given_mean, given_std = self._given_stats
+        self._mean_std = (tuple(given_mean or mean), tuple(given_std or std))
 
     # --- loading ---------------------------------------------------------------------------------
     def files_present(self) -> bool:
@@ -220,45 +249,124 @@ class ImageFolderDataModule(ImageDataModule):
         no_test = self.test_folder is None and self.test_size is None
         super().setup("fit" if stage is None and no_test else stage)
 
-    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
-        if train:
-            images, labels = self._load(self.train_folder)
+    def training_labels(self) -> Tensor:
+        """The class of every file of the training folder, from the folder it is in: no image is decoded."""
+        return torch.tensor(self._files(self.train_folder)[1], dtype=torch.long)
+
+    def _kept(self) -> Tensor:
+        """Indices of the training folder's files for training and validation: all but those ``test_size`` holds
+        out."""
+        return self.held_out_split(self.training_labels())[0]
+
+    def load_training_subset(self, indices: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        kept = self._kept()
+        images, labels, found = self._load_files(self.train_folder, indices, within=kept)
+        if torch.equal(indices, kept):  # the training and validation images: the statistics are theirs
             self._set_stats(images)
-            return images, labels
-        if self.test_folder is None:
+        return images, labels, found
+
+    def load_split(self, train: bool) -> tuple[Tensor, Tensor]:
+        """Every image of the training folder (``train``) or of the test folder."""
+        if not train and self.test_folder is None:
             raise ConfigError(
                 "data.test_dir is not set: give a folder of class sub-folders (relative to data.root) to test on, or"
                 " hold some training images out with data.test_size (e.g. 0.2)"
             )
-        return self._load(self.test_folder)
+        folder = self.train_folder if train else self.test_folder
+        assert folder is not None
+        images, labels, _ = self._load_files(folder)
+        return images, labels
 
-    def _load(self, folder: Path) -> tuple[Tensor, Tensor]:
-        """The folder's images and labels: from the cache when its files are unchanged, else decoded."""
-        paths, labels, stats = list_files(folder, self.classes)
-        if not paths:
-            raise DataNotFoundError(
-                f"no image files in {folder}: expected <class>/<image files> for the classes {', '.join(self.classes)}"
-            )
-        key = folder_key(stats, self.image_size, self.channels)
-        cache_file = self.cache_dir / "images" / f"{folder.name or 'root'}-{key}.pt"
-        if self.use_cache and cache_file.is_file():
-            try:
-                cached = torch.load(cache_file, weights_only=True)
-                report_unreadable(cached["errors"], folder)
-                return cached["images"], cached["labels"]
-            except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, not fatal
-                rank_zero_warn(f"ignoring the unreadable cache file {cache_file} ({err}); decoding again")
-        rank_zero_info(f"decoding {len(paths)} images in {folder} with {self.decode_workers} processes")
-        images, label_tensor, errors = decode_files(paths, labels, self.image_size, self.channels, self.decode_workers)
-        report_unreadable(errors, folder)
-        if not len(images):
-            raise DataNotFoundError(f"no readable images in {folder}: all {len(paths)} files failed to decode")
-        if self.use_cache:
+    def _files(self, folder: Path) -> tuple[list[Path], list[int], list[tuple[str, int, int]]]:
+        """The folder's files, their labels and (relative path, size, modification time), listed once: every split
+        this module draws from the folder indexes one listing."""
+        if folder not in self._listing:
+            listing = list_files(folder, self.classes)
+            if not listing[0]:
+                raise DataNotFoundError(
+                    f"no image files in {folder}: expected <class>/<image files> for the classes"
+                    f" {', '.join(self.classes)}"
+                )
+            self._listing[folder] = listing
+        return self._listing[folder]
+
+    def _cache_file(self, folder: Path, indices: Tensor) -> Path:
+        """The cache entry of the folder's files at ``indices``, keyed by the folder's absolute path, the files'
+        names, sizes and modification times, and the decoding options."""
+        stats = self._files(folder)[2]
+        key = folder_key([stats[i] for i in indices.tolist()], self.image_size, self.channels, folder)
+        return self.cache_dir / "images" / f"{folder.name or 'root'}-{key}.pt"
+
+    def _load_files(
+        self, folder: Path, indices: Tensor | None = None, within: Tensor | None = None
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The images, labels and indices (in the folder's listing) of the readable files at ``indices`` (sorted;
+        default all): from the cache entry of these files, of the files ``within`` or of the whole folder when it
+        holds them, else decoded (and cached as an entry of these files only)."""
+        paths, labels, _ = self._files(folder)
+        every = torch.arange(len(paths))
+        indices = every if indices is None else indices
+        wanted = torch.zeros(len(paths), dtype=torch.bool)
+        wanted[indices] = True
+        holding = [indices] + ([within] if within is not None and bool(wanted[within].sum() == len(indices)) else [])
+        groups = {self._cache_file(folder, group): group for group in (*holding, every)}  # one key, the same files
+        for cache_file, group in groups.items() if self.use_cache else ():
+            entry = read_entry(cache_file)
+            if entry is not None:
+                return select(entry, group, wanted, folder)
+        chosen = list(range(len(indices)))
+        rank_zero_info(f"decoding {len(chosen)} images in {folder} with {self.decode_workers} processes")
+        # each file's place among ``indices`` goes in as its label: the decoder hands back those of the readable files
+        images, found, errors = decode_files(
+            [paths[i] for i in indices.tolist()], chosen, self.image_size, self.channels, self.decode_workers
+        )
+        readable = set(found.tolist())
+        entry = {
+            "images": images,
+            "labels": torch.tensor(labels, dtype=torch.long)[indices[found]],
+            "found": found,
+            "errors": errors,
+            "unreadable": [i for i in chosen if i not in readable],  # in the order of ``errors``
+        }
+        if self.use_cache and len(images):
+            cache_file = next(iter(groups))
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             scratch = cache_file.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({"images": images, "labels": label_tensor, "errors": errors}, scratch)
+            torch.save(entry, scratch)
             scratch.replace(cache_file)
-        return images, label_tensor
+        return select(entry, indices, wanted, folder)
+
+
+# a cache entry: the images and labels of the readable files among those it was made of, those files' places among
+# them ("found"), and the places of the unreadable ones with the reason each failed ("unreadable", "errors")
+ENTRY_KEYS = ("images", "labels", "found", "errors", "unreadable")
+
+
+def read_entry(cache_file: Path) -> dict[str, Any] | None:
+    """A cache entry (see ``ImageFolderDataModule._load_files``), or None when there is none or it is unreadable."""
+    if not cache_file.is_file():
+        return None
+    try:
+        loaded = torch.load(cache_file, weights_only=True)
+        return {key: loaded[key] for key in ENTRY_KEYS}
+    except Exception as err:  # noqa: BLE001 - a damaged cache file is rebuilt, not fatal
+        rank_zero_warn(f"ignoring the unreadable cache file {cache_file} ({err}); decoding again")
+        return None
+
+
+def select(entry: dict[str, Any], group: Tensor, wanted: Tensor, folder: Path) -> tuple[Tensor, Tensor, Tensor]:
+    """The images, labels and file indices of the cache ``entry`` of the files ``group`` (indices in the folder's
+    listing; the entry counts its files by their place in it) whose files are ``wanted`` (a mask over the
+    listing); the unreadable wanted files are named in one warning."""
+    unreadable = group[torch.as_tensor(entry["unreadable"], dtype=torch.long)].tolist()
+    report_unreadable([error for i, error in zip(unreadable, entry["errors"], strict=True) if wanted[i]], folder)
+    images, labels, found = entry["images"], entry["labels"], group[entry["found"]]
+    rows = wanted[found].nonzero().flatten()
+    if not len(rows):
+        raise DataNotFoundError(f"no readable images in {folder}: all {int(wanted.sum())} files failed to decode")
+    if len(rows) < len(found):
+        images, labels, found = images[rows], labels[rows], found[rows]
+    return images, labels, found
 
 
 def report_unreadable(errors: list[str], folder: Path) -> None:
