@@ -80,21 +80,37 @@ def check_file(path: str | os.PathLike, what: str, hint: str = "") -> None:
         raise ConfigError(f"{what} not found: {path}{hint}")
 
 
+def exception_chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the errors behind it (each one's cause, else its context), outermost first and each once, so that
+    the error a constructor or a database raised is found inside the wrappers of jsonargparse, Lightning or Optuna."""
+    chain: list[BaseException] = []
+    current: BaseException | None = err
+    while current is not None and not any(current is seen for seen in chain):
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def weights_do_not_fit(detail: str, count: int | None = None) -> ConfigError:
+    """The error for a checkpoint whose weights do not fit the configured model: ``detail`` is the first mismatch
+    (a key or a shape), ``count`` how many there are when known."""
+    in_all = f"; {count} in all" if count is not None else ""
+    return ConfigError(
+        f"ckpt_path: the checkpoint's weights do not fit this model ({detail}{in_all}); was it trained with other"
+        " model options or on another dataset? Use the run's own config.yaml with --config"
+    )
+
+
 def user_error(err: BaseException) -> BaseException | None:
     """The user-facing error behind ``err``, if any: jsonargparse and Lightning wrap errors raised in constructors."""
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
-    seen: BaseException | None = err
-    while seen is not None:
+    for seen in exception_chain(err):
         if isinstance(seen, (LightningCnnError, MisconfigurationException)):
             return seen
         if isinstance(seen, ModuleNotFoundError) and "Requirement" in str(seen):  # e.g. trainer.accelerator tpu
             return seen
         if isinstance(seen, RuntimeError) and "Error(s) in loading state_dict" in str(seen):
             first = next((line.strip() for line in str(seen).splitlines()[1:] if line.strip()), "")
-            return ConfigError(
-                f"ckpt_path: the checkpoint's weights do not fit this model ({first[:200]}); was it trained with"
-                " other model options or on another dataset? Use the run's own config.yaml with --config"
-            )
-        seen = seen.__cause__ or seen.__context__
+            return weights_do_not_fit(first[:200])
     return None

@@ -26,7 +26,7 @@ try:
 except ImportError:  # Windows: no advisory locks; one search process per folder there
     fcntl = None  # type: ignore[assignment]
 
-from lightning_cnn.errors import ConfigError, installed
+from lightning_cnn.errors import ConfigError, exception_chain, installed
 
 # default --heartbeat: seconds between a running trial's heartbeats in a --storage database; a trial is failed
 # (its worker died) once 2 × this has passed since its last one
@@ -166,14 +166,8 @@ def storage_errors(storage: StudyStorage) -> Iterator[None]:
 def database_reason(err: BaseException) -> str | None:
     """The first line of the database error behind ``err``, if there is one: Optuna wraps SQLAlchemy's errors in
     StorageInternalError, and its trial loop may raise another error while it handles one."""
-    chain: list[BaseException] = []
-    seen: BaseException | None = err
-    while seen is not None and seen not in chain:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    found = [
-        e for e in chain if isinstance(e, (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError))
-    ]
+    kinds = (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError)
+    found = [e for e in exception_chain(err) if isinstance(e, kinds)]
     if not found:
         return None
     drivers = [e.orig for e in found if isinstance(e, sqlalchemy.exc.DBAPIError) and e.orig is not None]
