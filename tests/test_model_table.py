@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import yaml
+from lightning.pytorch.utilities.model_summary import ModelSummary
 
 from lightning_cnn.config_files import PACKAGED as CONFIGS
 from lightning_cnn.models import MLP, LeNet5
@@ -22,6 +23,14 @@ def test_flops_count_two_per_multiply_add():
     lenet = LeNet5(num_classes=10, input_shape=(1, 28, 28))
     convs = 28 * 28 * 6 * 25 + 10 * 10 * 16 * 6 * 25  # conv 1 (padding 2) and conv 2 (valid), per output pixel
     assert flops_per_image(lenet, (1, 28, 28)) == 2 * (convs + 400 * 120 + 120 * 84 + 84 * 10)
+
+
+def test_flops_are_the_total_of_lightnings_model_summary():
+    # the summary that `fit` prints runs the model's example input, one image, as the table does
+    lenet = LeNet5(num_classes=10, input_shape=(1, 28, 28))
+    assert tuple(lenet.example_input_array.shape) == (1, 1, 28, 28)
+    assert flops_per_image(lenet, (1, 28, 28)) == ModelSummary(lenet).total_flops == 833_040
+    assert "| `LeNet5` | 61,706 / 83,126 | 0.83 M / " in markdown_table(model_rows({"LeNet5": LeNet5}))
 
 
 def test_table_rows_hold_parameters_flops_and_recipes():

@@ -3,7 +3,8 @@
     lightning-cnn models             # every registered model, default options
     lightning-cnn models --recipes   # the model of every packaged recipe, on its data
 
-FLOPs are measured with ``torch.utils.flop_counter.FlopCounterMode`` on one image in eval mode: two per
+FLOPs are those of Lightning's model summary (its total FLOPs when ``fit`` starts, for the models' one-image
+example input): ``torch.utils.flop_counter.FlopCounterMode`` on the forward pass of one image in eval mode, two per
 multiply-add of the conv and linear layers (what dominates); activations, pooling and norms are not counted.
 """
 
@@ -31,7 +32,8 @@ def count_parameters(model: torch.nn.Module) -> int:
 
 
 def flops_per_image(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> int:
-    """Forward-pass FLOPs for one image of ``input_shape``, counted by PyTorch's FLOP counter."""
+    """Forward-pass FLOPs for one image of ``input_shape`` (two per multiply-add), counted by PyTorch's FLOP counter
+    as Lightning's model summary counts them."""
     model.eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *input_shape))
