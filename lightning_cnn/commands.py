@@ -1,7 +1,8 @@
 """The one command line, ``lightning-cnn`` (or ``python -m lightning_cnn``): Lightning's subcommands and every
 tool, and the error boundary around all of them.
 
-Whatever goes wrong ends as one ``error:`` line and a non-zero exit; ``LIGHTNING_CNN_DEBUG=1`` shows the traceback.
+Whatever goes wrong ends as one ``error:`` line and a non-zero exit: 2 for a mistake in the command or its config, 1 for
+anything else; ``LIGHTNING_CNN_DEBUG=1`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -169,8 +170,10 @@ def main(args: Sequence[str] | None = None) -> None:
             import traceback
 
             traceback.print_exception(err)
+        from lightning_cnn.errors import exit_code, user_error
+
         sys.stderr.write(f"error: {describe(err)}\n")
-        sys.exit(1)
+        sys.exit(exit_code(user_error(err) or err))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,14 @@ from collections.abc import Sequence
 class LightningCnnError(Exception):
     """Base class for problems in the user's input (config, files, data), not bugs in our code."""
 
+    exit_code = 1  # what the command line exits with: 1 for a problem with files, data or the machine
+
+
+def exit_code(err: BaseException) -> int:
+    """The exit status for ``err``: 2 for a configuration mistake wherever it is found (the parser, pre-flight, a
+    constructor, a tool's checks), as for a usage error; 1 for anything else."""
+    return int(getattr(err, "exit_code", 1))
+
 
 class DataNotFoundError(LightningCnnError):
     """The dataset files are missing and could not be downloaded."""
@@ -21,9 +29,13 @@ class CorruptDataError(LightningCnnError):
 class ConfigError(LightningCnnError):
     """A configuration value is invalid in a way the argument parser cannot see."""
 
+    exit_code = 2  # a usage error, as the parser's own
+
 
 class CorruptCheckpointError(ConfigError):
     """A checkpoint's bytes are not those its run wrote: its SHA-256 differs from the one recorded beside it."""
+
+    exit_code = 1  # a damaged file, not a mistake in the command
 
 
 class UntrustedCheckpointError(ConfigError):
@@ -32,6 +44,8 @@ class UntrustedCheckpointError(ConfigError):
 
 class MissingExtraError(ConfigError):
     """An optional dependency is not installed; the message gives the pip command for its extra."""
+
+    exit_code = 1  # the installation lacks a package; the command itself is right
 
 
 # Each optional package and the extra of lightning-cnn (pyproject.toml) that installs it.
@@ -66,6 +80,10 @@ def require(packages: str | Sequence[str], what: str) -> None:
             f"{what} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} not installed:"
             f" pip install 'lightning-cnn[{EXTRA_OF[missing[0]]}]'"
         )
+
+
+class RunInUseError(LightningCnnError):
+    """Another process holds the run folder a command would write to (a resume, a second resume)."""
 
 
 class DivergedError(LightningCnnError):

@@ -96,7 +96,7 @@ def test_mismatched_members_rejected(mnist_runs, mnist_dir, run_cli, tmp_path):
     torch.save(checkpoint, other)
     record_sum(other, sha256(other))
     code, err = run_cli("ensemble", "--ckpt_path", mnist_runs[1], other, "--data.data_dir", mnist_dir)
-    assert code == 1 and err.count("\n") == 1
+    assert code == 2 and err.count("\n") == 1
     assert err.startswith("error: ensemble members differ in classes") and str(other) in err
     code, err = run_cli("ensemble", "--ckpt_path", mnist_runs[1], "--data.nonsense")
     assert code == 2 and "--data.nonsense needs a value" in err

@@ -54,7 +54,7 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
             ["model.lr_scheduler.step_size: expected int, got 'x'"],
         ),
         (["--data.batch_size", "-3"], 2, ["data.batch_size must be at least 1, got -3"]),
-        (["--config", "missing.yaml"], 1, ["config file not found: missing.yaml"]),
+        (["--config", "missing.yaml"], 2, ["config file not found: missing.yaml"]),
         (
             ["--data.data_dir", "{empty}", "--data.download", "false"],
             1,
@@ -70,16 +70,16 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         (["--seed_everything", "abc"], 2, ["seed_everything: expected bool or int, got 'abc'"]),
         (["--model.label_smoothing", "1.5"], 2, ["model.label_smoothing must be in [0, 1), got 1.5"]),
         (["--model", "ConvNet", "--model.dropout", "1.5"], 2, ["model.dropout: 1.5 is out of range"]),
-        (["--checkpoint.mode", "min"], 1, ["checkpoint.monitor: 'val/acc' improves in mode 'max', not 'min'"]),
+        (["--checkpoint.mode", "min"], 2, ["checkpoint.monitor: 'val/acc' improves in mode 'max', not 'min'"]),
         (
             ["--early_stopping", "EarlyStopping", "--early_stopping.monitor", "val/accuracy"],
-            1,
+            2,
             ["early_stopping.monitor: 'val/accuracy' is never logged", "val/acc"],
         ),
-        (["--trainer.accelerator", "tpu"], 1, ["trainer.accelerator: 'tpu' is not available on this machine", "cpu"]),
+        (["--trainer.accelerator", "tpu"], 2, ["trainer.accelerator: 'tpu' is not available on this machine", "cpu"]),
         # negative and impossible sizes
         (["--data.val_size", "-5"], 2, ["data.val_size must be a number of images (1 or more)", "got -5"]),
-        (["--data.val_size", "5000"], 1, ["data.val_size=5000 leaves no training images out of 1200"]),
+        (["--data.val_size", "5000"], 2, ["data.val_size=5000 leaves no training images out of 1200"]),
         (["--data.num_workers", "-1"], 2, ["data.num_workers must be 0 to", "got -1"]),
         # model and data shapes that do not fit
         (
@@ -89,19 +89,19 @@ def previous_run(tmp_path_factory, mnist_dir) -> Path:
         ),
         (
             ["--data", "CIFAR10DataModule", "--data.data_dir", "{cifar}", "--ckpt_path", "{ckpt}"],
-            1,
+            2,
             ["ckpt_path: the checkpoint's weights do not fit this model", "size mismatch"],
         ),
         # the data decides the model's classes and image shape: a contradicting value is not silently replaced
         (["--model.num_classes", "5"], 2, ["model.num_classes: 5 given, but MNISTDataModule gives 10", "leave model"]),
         (["--model.input_shape", "[3,32,32]"], 2, ["model.input_shape: (3, 32, 32) given, but MNISTDataModule"]),
         # missing, empty and wrong files
-        (["--config", "{empty}/bad.yaml"], 1, ["config file {empty}/bad.yaml: invalid YAML at line 2"]),
-        (["--config", "{empty}/empty.yaml"], 1, ["config file {empty}/empty.yaml is empty"]),
-        (["--config", "{empty}"], 1, ["config file {empty} is a folder; give a file"]),
-        (["--ckpt_path", "{empty}/missing.ckpt"], 1, ["ckpt_path: checkpoint file not found: {empty}/missing.ckpt"]),
-        (["--ckpt_path", "{empty}/not.ckpt"], 1, ["ckpt_path: {empty}/not.ckpt is not a PyTorch checkpoint"]),
-        (["--model", "SimpleCNN", "--ckpt_path", "{ckpt}"], 1, ["holds a LeNet5, not a SimpleCNN", "--model LeNet5"]),
+        (["--config", "{empty}/bad.yaml"], 2, ["config file {empty}/bad.yaml: invalid YAML at line 2"]),
+        (["--config", "{empty}/empty.yaml"], 2, ["config file {empty}/empty.yaml is empty"]),
+        (["--config", "{empty}"], 2, ["config file {empty} is a folder; give a file"]),
+        (["--ckpt_path", "{empty}/missing.ckpt"], 2, ["ckpt_path: checkpoint file not found: {empty}/missing.ckpt"]),
+        (["--ckpt_path", "{empty}/not.ckpt"], 2, ["ckpt_path: {empty}/not.ckpt is not a PyTorch checkpoint"]),
+        (["--model", "SimpleCNN", "--ckpt_path", "{ckpt}"], 2, ["holds a LeNet5, not a SimpleCNN", "--model LeNet5"]),
         (["--data", "ImageFolderDataModule", "--data.root", "{empty}"], 1, ["no class sub-folders in {empty}"]),
         (
             ["--data", "ImageFolderDataModule", "--data.root", "{empty}", "--data.train_dir", "trian"],

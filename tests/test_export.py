@@ -88,4 +88,4 @@ def test_export_command(mnist_dir, tmp_path, capsys):
 
 def test_export_of_a_missing_checkpoint_is_one_line(run_cli, tmp_path):
     code, err = run_cli("export", "--ckpt_path", tmp_path / "nothing.ckpt")
-    assert code == 1 and err.count("\n") == 1 and "neither a checkpoint file nor a run folder" in err
+    assert code == 2 and err.count("\n") == 1 and "neither a checkpoint file nor a run folder" in err

@@ -25,8 +25,8 @@ def error_line(err: str) -> str:
 @pytest.mark.parametrize(
     ("content", "code", "expected"),
     [
-        (b"trainer:\n  max_epochs: 1\n# caf\xe9\n", 1, ["{path} is not UTF-8 text (byte 0xe9 at offset 30)"]),
-        (b"trainer:\n  max_epochs: 1\n  max_epochs: 2\n", 1, ["{path}: key 'max_epochs' is given twice (lines 2, 3)"]),
+        (b"trainer:\n  max_epochs: 1\n# caf\xe9\n", 2, ["{path} is not UTF-8 text (byte 0xe9 at offset 30)"]),
+        (b"trainer:\n  max_epochs: 1\n  max_epochs: 2\n", 2, ["{path}: key 'max_epochs' is given twice (lines 2, 3)"]),
         # a section of the wrong kind was dropped without a word: the run trained with no epoch limit
         (b"trainer: [max_epochs: 1]\n", 2, ["{path}: trainer: expected a mapping of trainer options", "a list"]),
         (b"checkpoint: 5\n", 2, ["checkpoint: expected a mapping of checkpoint options", "a number: 5"]),
@@ -69,7 +69,7 @@ def test_search_space_files_are_checked_like_configs(run_cli, tmp_path, content,
     path = tmp_path / "space.yaml"
     path.write_bytes(content)
     code, err = run_cli("search", "--space", path, "--trainer.default_root_dir", tmp_path / "runs")
-    assert code == 1
+    assert code == 2
     line = error_line(err)
     assert f"search space {path}" in line and expected in line
     assert not (tmp_path / "runs").exists()

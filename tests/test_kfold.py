@@ -71,7 +71,7 @@ def test_bad_fold_options_fail_in_one_line(run_cli, mnist_dir, tmp_path, args, m
 def test_more_folds_than_images_fail_in_one_line(run_cli, mnist_dir, tmp_path):
     code, err = run_cli("kfold", "--folds", 2000, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
                         *KFOLD_QUICK)  # fmt: skip
-    assert code == 1
+    assert code == 2
     assert err.strip().splitlines()[-1] == "error: data.num_folds=2000 is more than the 1200 training images"
 
 
@@ -147,13 +147,13 @@ def test_resume_refuses_other_folds_or_fit_options(run_cli, tmp_path, extra, mes
         json.dumps({"folds": 3, "fit_args": ["--trainer.max_epochs", "1"], "runs": runs})
     )
     code, err = run_cli("kfold", "--resume", folder, *extra)
-    assert code == 1
+    assert code == 2
     assert message in err.strip().splitlines()[-1]
     code, err = run_cli("kfold", "--resume", tmp_path / "nowhere")
-    assert code == 1 and "kfold.json not found" in err
+    assert code == 2 and "kfold.json not found" in err
 
 
 def test_kfold_refuses_a_fold_of_its_own(run_cli, tmp_path):
     code, err = run_cli("kfold", "--folds", 3, "--data.fold", 1, "--trainer.default_root_dir", tmp_path)
-    assert code == 1
+    assert code == 2
     assert err.strip() == "error: kfold sets --data.fold for every fold itself; leave it out and give --folds N"

@@ -133,7 +133,7 @@ def test_a_missing_logger_package_is_one_line_with_the_pip_command(mnist_dir, tm
 
 def test_the_runs_tool_names_a_root_without_runs(tmp_path, run_cli):
     code, err = run_cli("runs", tmp_path)
-    assert code == 1 and err.strip() == (
+    assert code == 2 and err.strip() == (
         f"error: runs: no lightning_logs folder under {tmp_path}; give the --trainer.default_root_dir of runs"
     )
 

@@ -27,7 +27,7 @@ def error_line(err: str) -> str:
 @pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
 def test_evaluating_without_a_checkpoint_is_refused(run_cli, mnist_dir, tmp_path, subcommand):
     code, err = run_cli(subcommand, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *QUICK)
-    assert code == 1
+    assert code == 2
     assert f"{subcommand} needs --ckpt_path" in error_line(err)
     assert not any(tmp_path.iterdir())
 
@@ -71,7 +71,7 @@ def test_a_file_that_is_not_a_lightning_checkpoint_is_one_line_for_every_command
     if command[0] in ("fit", "validate", "test", "predict"):
         args += ["--data.data_dir", str(mnist_dir), "--trainer.default_root_dir", str(tmp_path / "runs"), *QUICK]
     code, err = run_cli(*args)
-    assert code == 1
+    assert code == 2
     line = error_line(err)
     assert f"{bare} is not a Lightning checkpoint" in line, line
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.pt"]
@@ -87,7 +87,7 @@ def test_weights_that_do_not_fit_the_model_are_one_line_and_the_run_stays_as_it_
     before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
     # padding 0 gives LeNet-5 smaller feature maps, so its first linear layer takes fewer inputs
     code, err = run_cli(subcommand, "--config", run / "config.yaml", "--ckpt_path", "last", "--model.padding", 0)
-    assert code == 1
+    assert code == 2
     line = error_line(err)
     assert "the checkpoint's weights do not fit this model (size mismatch for net." in line, line
     assert "is kept" not in err  # nothing ran: no word about keeping a folder
@@ -100,7 +100,7 @@ def test_an_absent_accelerator_names_the_key_and_what_is_there(run_cli, mnist_di
     monkeypatch.setattr(cli, "available_devices", lambda: {"cpu": 1})
     code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
                         "--trainer.accelerator", accelerator)  # fmt: skip
-    assert code == 1
+    assert code == 2
     line = error_line(err)
     assert f"trainer.accelerator: '{accelerator}' is not available on this machine; available: cpu" in line, line
     assert not any(tmp_path.iterdir())
@@ -110,7 +110,7 @@ def test_more_devices_than_the_machine_has_names_the_key_and_the_count(run_cli, 
     monkeypatch.setattr(cli, "available_devices", lambda: {"cpu": 1, "cuda": 1})
     code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
                         "--trainer.accelerator", "gpu", "--trainer.devices", 4)  # fmt: skip
-    assert code == 1
+    assert code == 2
     line = error_line(err)
     assert "trainer.devices: 4 asked for" in line and "this machine has 1 cuda device;" in line, line
     assert "cuda (1 device)" in line

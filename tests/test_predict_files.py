@@ -240,7 +240,7 @@ def test_an_output_that_cannot_be_written_fails_before_anything_is_predicted(
     finally:
         if where == "read-only":
             subprocess.run(["umount", "-l", str(read_only)], check=True)
-    assert code == 1
+    assert code == 2
     assert "Traceback" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
     assert f"--output: {output[where]} is a folder" in line or f"--output: cannot write {output[where]}" in line, line

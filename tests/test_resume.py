@@ -57,7 +57,7 @@ def test_ckpt_path_last_without_a_previous_run_is_one_clear_line(run_cli, mnist_
     code, err = run_cli(
         "fit", "--ckpt_path", "last", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path
     )
-    assert code == 1
+    assert code == 2
     assert f"ckpt_path: 'last' found no run with a checkpoint under {tmp_path}/lightning_logs" in err
 
 

@@ -52,7 +52,7 @@ def test_resuming_a_run_killed_before_its_first_checkpoint_fails_and_never_touch
     before = snapshot(other)
 
     code, err = run_cli("fit", "--config", killed / "config.yaml", "--ckpt_path", "last")
-    assert code == 1, err
+    assert code == 2, err
     (line,) = error_lines(err)
     assert str(killed) in line and "has no checkpoint yet" in line and "without --ckpt_path" in line, line
     assert "Traceback" not in err and str(other) not in err

@@ -192,7 +192,7 @@ BAD_SPACES = [
 def test_a_bad_search_space_fails_in_one_line_naming_the_key(run_cli, tmp_path, change, message):
     space = write_space(tmp_path, {**RANDOM_SPACE, **change})
     code, err = run_cli("search", "--space", space, "--trainer.default_root_dir", tmp_path)
-    assert code == 1
+    assert code == 2
     lines = [line for line in err.strip().splitlines() if not line.startswith("💡")]
     assert len(lines) == 1 and lines[0].startswith(f"error: search space {space}: "), err
     assert message in lines[0]

@@ -167,7 +167,7 @@ def test_a_worker_of_another_space_under_the_same_name_is_refused(storage, run_c
     other.set_user_attr("search", {"space": {"data.batch_size": {"type": "categorical", "choices": [8]}}})
     code, err = run_cli("search", "--space", write_space(tmp_path, RANDOM_SPACE), "--storage", storage,
                         "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path, *TINY)  # fmt: skip
-    assert code == 1
+    assert code == 2
     assert err.strip().splitlines()[-1].endswith("holds a search of another space (its user attribute 'search'"
                                                  " records it); give --name NEW for a new study")  # fmt: skip
     assert load(storage).trials == []  # none of its trials mixed in

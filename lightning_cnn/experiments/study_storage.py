@@ -26,7 +26,13 @@ try:
 except ImportError:  # Windows: no advisory locks; one search process per folder there
     fcntl = None  # type: ignore[assignment]
 
-from lightning_cnn.errors import ConfigError, exception_chain, installed
+from lightning_cnn.errors import ConfigError, LightningCnnError, exception_chain, installed
+
+
+class DatabaseError(LightningCnnError):
+    """A --storage database that cannot be opened or fails during the search: the machine's problem (a server that
+    is down, a missing driver), not the command's, unless the URL names no kind of database at all."""
+
 
 # default --heartbeat: seconds between a running trial's heartbeats in a --storage database; a trial is failed
 # (its worker died) once 2 × this has passed since its last one
@@ -112,7 +118,7 @@ def connect_kwargs(url: URL) -> dict[str, Any]:
     return {}
 
 
-def storage_error(storage: StudyStorage, url: URL, err: BaseException) -> ConfigError:
+def storage_error(storage: StudyStorage, url: URL, err: BaseException) -> LightningCnnError:
     """One line for a --storage database that cannot be used: what failed and what to do."""
     where = f"--storage {storage.shown}"
     if isinstance(err, sqlalchemy.exc.NoSuchModuleError):
@@ -121,13 +127,13 @@ def storage_error(storage: StudyStorage, url: URL, err: BaseException) -> Config
     if isinstance(err, ImportError):
         driver = url.get_driver_name()
         package = DRIVER_PACKAGES.get(driver, driver)
-        return ConfigError(f"{where}: its database driver {driver} is not installed: pip install {package}")
+        return DatabaseError(f"{where}: its database driver {driver} is not installed: pip install {package}")
     reason = database_reason(err) or type(err).__name__
     if url.get_backend_name() == "sqlite":
         advice = "check that the file's folder exists and is writable"
     else:
         advice = "check that the server runs and that the URL's host, port, user, password and database are right"
-    return ConfigError(f"{where}: cannot open the database ({reason}); {advice}")
+    return DatabaseError(f"{where}: cannot open the database ({reason}); {advice}")
 
 
 @contextlib.contextmanager
@@ -155,7 +161,7 @@ def storage_errors(storage: StudyStorage) -> Iterator[None]:
         reason = database_reason(err)
         if reason is None:
             raise
-        raise ConfigError(
+        raise DatabaseError(
             f"--storage {storage.shown}: a database operation failed ({reason}); the study's finished trials are"
             " kept in it: run the command again once the database works"
         ) from None
@@ -226,7 +232,7 @@ def rdb_storage(storage: StudyStorage) -> optuna.storages.RDBStorage:
             return optuna.storages.RDBStorage(storage.url, engine_kwargs=engine_kwargs,
                                               heartbeat_interval=storage.heartbeat)  # fmt: skip
         except RuntimeError as err:  # tables of another Optuna version: the message says how to upgrade them
-            raise ConfigError(f"--storage {storage.shown}: {' '.join(str(err).split())}") from None
+            raise DatabaseError(f"--storage {storage.shown}: {' '.join(str(err).split())}") from None
 
 
 @contextlib.contextmanager

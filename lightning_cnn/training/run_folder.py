@@ -17,7 +17,7 @@ from typing import IO
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
 from lightning_cnn.checkpoints import LAST, recorded_sums, run_version, sum_file, verifies
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.errors import RunInUseError
 
 try:
     import fcntl
@@ -48,7 +48,7 @@ def claim_version(runs: Path, version: int = 0) -> int:
 
 def lock_run(run_dir: Path) -> None:
     """Hold ``run_dir`` for this process until ``release_runs`` or the process's end; another process holding it
-    is one ``ConfigError`` line, raised before anything in the folder is written."""
+    is one ``RunInUseError`` line, raised before anything in the folder is written."""
     key = Path(run_dir).resolve()
     if fcntl is None or key in _held or rank_zero_only.rank != 0:  # the other processes of a run are its own
         return
@@ -57,7 +57,7 @@ def lock_run(run_dir: Path) -> None:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         lock.close()
-        raise ConfigError(
+        raise RunInUseError(
             f"{run_dir} is in use by another process (it holds {key / LOCK_FILE}); wait until that run ends,"
             " or stop it, then resume"
         ) from None
