@@ -90,7 +90,7 @@ def test_the_cache_folder_of_an_image_folder_is_checked(run_cli, image_folder_di
     )  # fmt: skip
     assert code == 2
     (line,) = [line for line in err.splitlines() if line.startswith("error:")]
-    assert "data.cache_dir ($LIGHTNING_CNN_CACHE or ./data/cache)" in line and f"{tmp_path}/file is a file" in line
+    assert "data.cache_dir ($LIGHTNING_CNN_CACHE)" in line and f"{tmp_path}/file is a file" in line
     assert not (tmp_path / "runs").exists()
 
 
