@@ -30,7 +30,7 @@ import torch
 
 from benchmarks import common
 from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed, torch_threads
-from lightning_cnn.recipes import MEASURED
+from lightning_cnn.tools.recipes import MEASURED
 
 PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
@@ -113,7 +113,7 @@ def missing_data(part: str, data_dir: Path, quick: bool = False) -> str | None:
 
 # --- the parts: each returns a JSON-able record --------------------------------------------------------------
 def part_models(quick: bool) -> dict[str, Any]:
-    from lightning_cnn.training.model_table import recipe_rows
+    from lightning_cnn.tools.models import recipe_rows
 
     return {"rows": recipe_rows()}
 
@@ -287,7 +287,7 @@ def percent(value: float) -> str:
 
 
 def md_models(record: dict[str, Any]) -> list[str]:
-    from lightning_cnn.training.model_table import recipe_table
+    from lightning_cnn.tools.models import recipe_table
 
     return [recipe_table(record["rows"])]
 

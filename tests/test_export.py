@@ -12,9 +12,9 @@ import torch
 
 from lightning_cnn.commands import main
 from lightning_cnn.data.base import normalize
-from lightning_cnn.inference.export import TOLERANCE, export_model
 from lightning_cnn.inference.trained import Preprocessing, load_trained
 from lightning_cnn.models import MODELS
+from lightning_cnn.tools.export import TOLERANCE, export_model
 from tests.helpers.runs import fit_tiny_run
 
 GREY = Preprocessing((1, 28, 28), (0.1307,), (0.3081,), tuple(str(i) for i in range(10)))

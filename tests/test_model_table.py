@@ -1,4 +1,4 @@
-"""``python -m lightning_cnn.training.model_table``: parameters and FLOPs of every registered model."""
+"""``lightning-cnn models``: parameters and FLOPs of every registered model."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from lightning.pytorch.utilities.model_summary import ModelSummary
 
 from lightning_cnn.config_files import PACKAGED as CONFIGS
 from lightning_cnn.models import MLP, LeNet5
-from lightning_cnn.training.model_table import (
+from lightning_cnn.tools.models import (
     flops_per_image,
     markdown_table,
     model_rows,

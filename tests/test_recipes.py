@@ -11,7 +11,7 @@ import pytest
 from benchmarks.results import measured_recipes
 from lightning_cnn import config_files
 from lightning_cnn.config_files import PACKAGED, packaged_config, packaged_recipes, with_packaged_configs
-from lightning_cnn.recipes import MEASURED, recipe_rows
+from lightning_cnn.tools.recipes import MEASURED, recipe_rows
 from tests.helpers.runs import QUICK
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,7 +61,7 @@ def test_fit_from_another_folder_takes_the_packaged_recipe_and_says_so_once(run_
 
 
 def test_a_search_space_and_its_base_configs_come_from_the_package(tmp_path, monkeypatch):
-    from lightning_cnn.experiments.search import load_spec
+    from lightning_cnn.tools.search import load_spec
 
     monkeypatch.chdir(tmp_path)
     spec = load_spec(Path(config_files.find_config("search/lenet5_lr.yaml")), None)
@@ -69,7 +69,7 @@ def test_a_search_space_and_its_base_configs_come_from_the_package(tmp_path, mon
 
 
 def test_the_recipes_tool_lists_every_recipe_with_its_measured_accuracy(capsys):
-    from lightning_cnn.recipes import main
+    from lightning_cnn.tools.recipes import main
 
     main([])
     out = capsys.readouterr().out

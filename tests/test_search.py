@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.experiments.runner import runs_folder
-from lightning_cnn.experiments.search import ReportToTrial, load_spec, override_args
+from lightning_cnn.tools.search import ReportToTrial, load_spec, override_args
 from tests.helpers.faults import run_in_child, start_in_child
 from tests.helpers.runs import QUICK, scalars
 

@@ -1,1 +1,1 @@
-"""Tools that run many fits: the shared runner, k-fold cross-validation and hyper-parameter search."""
+"""What the tools that run many fits share: the runner of one fit, and the study storage of a search."""

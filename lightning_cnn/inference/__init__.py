@@ -1,1 +1,1 @@
-"""Trained runs put to use: loading a checkpoint with its preprocessing, predicting image files, ensembles, export."""
+"""Trained runs put to use: loading a checkpoint with its preprocessing, and stacking several runs' outputs."""

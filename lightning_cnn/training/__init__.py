@@ -1,1 +1,1 @@
-"""What runs inside a fit: callbacks, loggers, checkpoint writing, the report, previews, the model table."""
+"""What runs inside a fit: callbacks, loggers, checkpoint writing, the report, the augmentation preview."""
