@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from lightning_cnn.errors import ConfigError
+from lightning_cnn.checkpoints import run_of_configs
+from lightning_cnn.errors import ConfigError, check_file
 
 PACKAGED = Path(str(files("lightning_cnn") / "configs"))  # the recipes and fragments shipped with the package
 _announced: set[str] = set()
@@ -150,3 +151,45 @@ def check_sections(content: dict[str, Any], groups: list[str], classes: list[str
 def option_given(args: Sequence[str], key: str) -> bool:
     """Whether ``--KEY`` is among the fit options ``args`` (as ``--KEY VALUE`` or ``--KEY=VALUE``)."""
     return any(str(a) == f"--{key}" or str(a).startswith(f"--{key}=") for a in args)
+
+
+def check_config_files(args: Sequence[str]) -> list[str]:
+    """``args`` with packaged recipes found (``--config mnist/lenet5.yaml`` from any folder); fail early, naming the
+    file, when a ``--config`` file does not exist, is empty, is not UTF-8 text or valid YAML, gives a key twice, or
+    is not a mapping.
+
+    jsonargparse would otherwise try the value as inline YAML and report "unrecognized arguments", or report the
+    YAML problem without the file's name.
+    """
+    args = with_packaged_configs(args)
+    for value in config_paths(args):
+        path = Path(value)
+        check_file(path, "config file", f" (resolved to {path.resolve()})")
+        content = read_yaml(path)
+        if not isinstance(content, dict):
+            kind = "empty" if content is None else f"a {type(content).__name__}, not a mapping of keys to values"
+            raise ConfigError(f"config file {value} is {kind}; see 'lightning-cnn recipes' for examples")
+    return args
+
+
+def own_labels(config: Any, given: Sequence[str]) -> None:
+    """A new run started from another run's saved ``config.yaml`` (a k-fold fold, a search trial, a re-run) has a
+    name and tags of its own: those the saved run had are dropped unless given again; a resume keeps them."""
+    saved_run = run_of_configs(config.get("config") or [])
+    if saved_run is None or config.get("ckpt_path") or not (saved_run / "config.yaml").is_file():
+        return
+    saved = read_yaml(saved_run / "config.yaml") or {}
+    for key, default in (("run_name", None), ("tags", [])):
+        if not option_given(given, key) and config.get(key) == saved.get(key, default):
+            config[key] = default
+
+
+def absolute_data_paths(data: Any, datamodule: Any) -> None:
+    """A relative folder given to the data module (``data.root``, ``data.data_dir``...) is saved in the run's
+    config as the absolute folder the module resolved it to: the config then re-runs from any folder."""
+    init_args = data.get("init_args") if data is not None else None
+    resolved = datamodule.resolved_paths() if hasattr(datamodule, "resolved_paths") else {}
+    for key, path in resolved.items():
+        value = init_args.get(key) if init_args is not None else None
+        if isinstance(value, str) and not Path(value).is_absolute():
+            init_args[key] = str(path.resolve())

@@ -47,7 +47,13 @@ __all__ = [
 # (cli.CNNLightningCLI, training.callbacks.RunCheckpoint, the training.loggers *RunLogger and _SharedFolderWriter,
 # models.base.ImageClassifier, schedulers.ResumableOneCycleLR).
 OVERRIDDEN: dict[str, tuple[str, ...]] = {
-    "lightning.pytorch.cli.LightningCLI": ("_parse_ckpt_path", "_parser", "_instantiate_trainer", "_get"),
+    "lightning.pytorch.cli.LightningCLI": (
+        "_parse_ckpt_path",
+        "_parser",
+        "_instantiate_trainer",
+        "_get",
+        "_run_subcommand",  # overridden: a failed command's run folder is removed or said to be kept
+    ),
     "lightning.pytorch.callbacks.ModelCheckpoint": (
         "_last_global_step_saved",  # an instance attribute
         "_save_last_checkpoint",

@@ -9,24 +9,28 @@ the key, the value and what is allowed.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
 import os
 import re
 import tempfile
-import traceback
 import typing
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from jsonargparse import Namespace
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from lightning.pytorch.loggers import Logger
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from lightning_cnn.errors import ConfigError
-from lightning_cnn.models.base import METRICS
+from lightning_cnn.config_files import check_sections, config_paths, read_yaml
+from lightning_cnn.errors import ConfigError, exception_chain
+from lightning_cnn.internals import class_groups
+from lightning_cnn.models.base import METRICS, check_monitor
 from lightning_cnn.schedulers import build_scheduler
 
 LINKED = ("input_shape", "num_classes")  # model arguments the CLI takes from the data module
@@ -392,50 +396,186 @@ def _plain(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-def _passed_down(frames: list[Any], arguments: Mapping[str, Any], changed: list[str]) -> list[str]:
-    """Of the ``changed`` arguments, those that reached the innermost frame holding any of them under their own
-    name: what the failing call was working on (all ``changed`` when none did)."""
-    for frame in reversed(frames):
-        found = [name for name in changed if _same(frame.f_locals.get(name, _MISSING), arguments[name])]
-        if found:
-            return found
-    return changed
-
-
-_MISSING = object()
-
-
-def _same(local: Any, value: Any) -> bool:
-    try:
-        return local is not _MISSING and value is not None and bool(local == value)
-    except Exception:  # noqa: BLE001 - tensors and other values without a plain truth value
-        return False
-
-
 def construction_error(config: Namespace, err: BaseException) -> ConfigError | None:
     """One line for a class of the config (model, data module, callback, trainer) that failed to build on a value
     it did not check itself (torch refusing a negative padding, an allocation too large): the key, the class, the
-    arguments that the message names or that differ from the defaults, and the reason."""
-    chain, current = [], err
-    while current is not None and current not in chain:
-        chain.append(current)
-        current = current.__cause__ or current.__context__
-    root = chain[-1]
-    classes = [
-        *_configured_classes(config),
-        ("trainer", "lightning.pytorch.Trainer", dict(vars(config.get("trainer") or Namespace()))),
-    ]
-    frames = [frame for frame, _ in traceback.walk_tb(root.__traceback__)]
-    for depth, frame in enumerate(frames):
-        built = frame.f_locals.get("self")
-        for key, class_path, arguments in classes:
-            if built is None or type(built).__name__ != class_path.rsplit(".", 1)[-1]:
-                continue
-            reason = " ".join(str(root).split())[:300] or type(root).__name__
-            changed = _changed_arguments(type(built), arguments)
-            named = _named_arguments(reason, arguments) or _passed_down(frames[depth + 1 :], arguments, changed)
-            given = " with " + ", ".join(f"{name}={arguments[name]!r}" for name in named) if named else ""
-            from_data = set(named) & set(LINKED) or (key == "model" and not named)
-            linked = " (input_shape and num_classes come from the data options)" if from_data else ""
-            return ConfigError(f"{key}: {type(built).__name__} cannot be built{given}{linked}: {reason}")
-    return None
+    changed arguments it failed on, and the reason.
+
+    The class and its arguments come from the config and the classes' signatures, not from the traceback: a
+    changed argument the message names; else the class that fails again when built with the config's values, and
+    of its changed arguments those it fails on alone (or, failing only on several together, those it builds
+    without); else a changed value of a data module or a logger (never built again) that the message quotes; else
+    the model, which then failed on the shape and classes the data gave it."""
+    root = exception_chain(err)[-1]
+    reason = " ".join(str(root).split())[:300] or type(root).__name__
+    built = _built_classes(config)
+    for key, cls, arguments in built:
+        named = [name for name in _named_arguments(reason, arguments) if name in _changed_arguments(cls, arguments)]
+        if named:
+            return _cannot_build(key, cls, arguments, named, reason)
+    for key, cls, arguments in built:
+        changed = _changed_arguments(cls, arguments)
+        if changed and _rebuilt(cls) and _fails_as(root, cls, arguments):
+            return _cannot_build(key, cls, arguments, _failing_arguments(root, cls, arguments, changed), reason)
+    for key, cls, arguments in built:
+        quoted = [] if _rebuilt(cls) else _quoted_arguments(reason, arguments, _changed_arguments(cls, arguments))
+        if quoted:
+            return _cannot_build(key, cls, arguments, quoted, reason)
+    return next((_cannot_build(key, cls, args, [], reason) for key, cls, args in built if key == "model"), None)
+
+
+def _built_classes(config: Namespace) -> list[tuple[str, type, dict[str, Any]]]:
+    """(key, class, plain arguments) of every class the config builds at once, the trainer last; the optimizer and
+    scheduler are left out (the model builds them later), and so are arguments that are classes themselves. The
+    model gets the shape and classes of a data module that has fixed ones, as the CLI links them."""
+    trainer = ("trainer", "lightning.pytorch.Trainer", dict(vars(config.get("trainer") or Namespace())))
+    found = []
+    for key, class_path, arguments in [*_configured_classes(config), trainer]:
+        try:
+            cls = pl.Trainer if key == "trainer" else _import_class(class_path)
+        except (ImportError, AttributeError, ValueError):
+            continue
+        if isinstance(cls, type) and not issubclass(cls, (torch.optim.Optimizer, LRScheduler)):
+            found.append((key, cls, {k: v for k, v in arguments.items() if not _holds_class(v)}))
+    data = next((cls for key, cls, _ in found if key == "data"), None)
+    linked = {k: v for k in LINKED if isinstance(v := getattr(data, k, None), (int, tuple))}
+    return [(key, cls, arguments | linked if key == "model" else arguments) for key, cls, arguments in found]
+
+
+def _import_class(class_path: str) -> Any:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def _holds_class(value: Any) -> bool:
+    return isinstance(value, Namespace) or (
+        isinstance(value, (list, tuple)) and any(isinstance(item, Namespace) for item in value)
+    )
+
+
+def _rebuilt(cls: type) -> bool:
+    """Whether a failed construction may be tried again: not for data modules (they read and cache the data) nor
+    loggers (they may reach a tracking server)."""
+    return not issubclass(cls, (pl.LightningDataModule, Logger))
+
+
+def _fails_as(root: BaseException, cls: type, arguments: Mapping[str, Any]) -> bool:
+    """Whether ``cls`` built with ``arguments`` fails with an error of ``root``'s type."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cls(**arguments)
+    except Exception as err:  # noqa: BLE001 - any error; the one of the failed construction is what counts
+        return type(exception_chain(err)[-1]) is type(root)
+    return False
+
+
+def _failing_arguments(root: BaseException, cls: type, arguments: Mapping[str, Any], changed: list[str]) -> list[str]:
+    """Of the ``changed`` arguments of a class that fails with all of them, those it fails on alone (the others at
+    their defaults); else those without which it builds; else all."""
+    if len(changed) == 1:
+        return changed
+
+    def only(name: str) -> dict[str, Any]:
+        return {k: v for k, v in arguments.items() if k not in changed or k == name}
+
+    alone = [name for name in changed if _fails_as(root, cls, only(name))]
+    if alone:
+        return alone
+    without = [name for name in changed if not _fails_as(root, cls, {k: v for k, v in arguments.items() if k != name})]
+    return without or changed
+
+
+def _quoted_arguments(message: str, arguments: Mapping[str, Any], names: list[str]) -> list[str]:
+    """Those of ``names`` whose value (or an item of it) the message quotes: a path, a size; one-character values
+    (0, 1, ...) are too common in messages to tell anything."""
+
+    def quoted(value: Any) -> bool:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        texts = [str(item) for item in items if not isinstance(item, bool) and len(str(item)) > 1]
+        return any(re.search(rf"(?<![\w.]){re.escape(text)}(?!\w)", message) for text in texts)
+
+    return [name for name in names if quoted(arguments[name])]
+
+
+def _cannot_build(key: str, cls: type, arguments: Mapping[str, Any], named: list[str], reason: str) -> ConfigError:
+    given = " with " + ", ".join(f"{name}={arguments[name]!r}" for name in named) if named else ""
+    from_data = set(named) & set(LINKED) or (key == "model" and not named)
+    linked = " (input_shape and num_classes come from the data options)" if from_data else ""
+    return ConfigError(f"{key}: {cls.__name__} cannot be built{given}{linked}: {reason}")
+
+
+def available_devices() -> dict[str, int]:
+    """The accelerators Lightning can use on this machine, with their device counts."""
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    found = {}
+    for name in sorted(AcceleratorRegistry.available_accelerators()):
+        accelerator = AcceleratorRegistry[name]["accelerator"]
+        try:
+            if accelerator.is_available():
+                found[name] = int(accelerator.auto_device_count())
+        except Exception:  # an accelerator whose package is missing is not available
+            continue
+    return found
+
+
+def check_accelerator(trainer: Any) -> None:
+    """``trainer.accelerator`` and ``trainer.devices`` that this machine does not have fail with one line naming
+    the key and what is available (Lightning's own message names neither, or says 'No supported gpu backend')."""
+    accelerator = trainer.get("accelerator")
+    if not isinstance(accelerator, str) or accelerator == "auto":
+        return
+    available = available_devices()
+    listed = ", ".join(f"{name} ({count} device{'s' * (count > 1)})" for name, count in available.items())
+    names = {"gpu": ["cuda", "mps"], "tpu": ["tpu", "xla"]}.get(accelerator, [accelerator])
+    chosen = next((name for name in names if name in available), None)
+    if chosen is None:
+        raise ConfigError(
+            f"trainer.accelerator: '{accelerator}' is not available on this machine; available: {listed}."
+            " Use --trainer.accelerator auto (or one of those)"
+        )
+    if chosen == "cpu":  # any number of CPU processes can run
+        return
+    devices = trainer.get("devices")
+    wanted = len(devices) if isinstance(devices, (list, tuple)) else None
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.isdigit()):
+        wanted = int(devices)
+    if wanted is not None and wanted > available[chosen]:
+        raise ConfigError(
+            f"trainer.devices: {devices} asked for with trainer.accelerator '{accelerator}', but this machine has"
+            f" {available[chosen]} {chosen} device{'s' * (available[chosen] > 1)}; available: {listed}"
+        )
+
+
+def check_monitors(callbacks: Mapping[str, Any], num_classes: int | None) -> None:
+    """Each callback (``checkpoint``, ``early_stopping``) that watches a metric watches one the model logs, in the
+    direction it improves."""
+    for key, callback in callbacks.items():
+        monitor = getattr(callback, "monitor", None)
+        if monitor is not None:
+            check_monitor(f"{key}.monitor", monitor, getattr(callback, "mode", None), num_classes)
+
+
+def check_config_sections(args: Sequence[str], parsers: Mapping[str, Any], parser: Any) -> None:
+    """Sections of the ``--config`` files given to the subcommand in ``args`` are mappings, never silently dropped
+    (``parsers``: each subcommand's parser; ``parser``: the one of a command line without a subcommand)."""
+    subcommand = next((a for a in args if a in parsers), None)
+    parser = parsers[subcommand] if subcommand else parser
+    for value in config_paths(list(args[args.index(subcommand) + 1 :] if subcommand else args)):
+        content = read_yaml(Path(value)) if Path(value).is_file() else None
+        if isinstance(content, dict):
+            # model, data, early_stopping take a class name; the other sections are groups of options
+            check_sections(content, list(parser.groups), class_groups(parser), value)
+
+
+def check_built(
+    config: Any, subcommand: str | None, model: Any, datamodule: Any, trainer: Any, checkpoint: Any
+) -> None:
+    """The checks on the built objects: the model's linked options against the data's, and, for training (a
+    ``fit``, or ``None``: built to be checked, as the tools do before their runs), the optimizer, the schedule, the
+    checkpoint file name and the folders the run writes."""
+    if datamodule is not None and model is not None:
+        check_linked(config, model, datamodule)
+    training = subcommand in (None, "fit")
+    check_objects(model if training else None, trainer, datamodule, {"checkpoint": checkpoint} if training else {})

@@ -9,7 +9,7 @@ import csv
 import pytest
 import torch
 
-from lightning_cnn import cli
+from lightning_cnn import preflight
 from tests.helpers.runs import QUICK
 
 SHORT = [
@@ -97,7 +97,7 @@ def test_weights_that_do_not_fit_the_model_are_one_line_and_the_run_stays_as_it_
 
 @pytest.mark.parametrize("accelerator", ["gpu", "mps", "tpu"])
 def test_an_absent_accelerator_names_the_key_and_what_is_there(run_cli, mnist_dir, tmp_path, monkeypatch, accelerator):
-    monkeypatch.setattr(cli, "available_devices", lambda: {"cpu": 1})
+    monkeypatch.setattr(preflight, "available_devices", lambda: {"cpu": 1})
     code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
                         "--trainer.accelerator", accelerator)  # fmt: skip
     assert code == 2
@@ -107,7 +107,7 @@ def test_an_absent_accelerator_names_the_key_and_what_is_there(run_cli, mnist_di
 
 
 def test_more_devices_than_the_machine_has_names_the_key_and_the_count(run_cli, mnist_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(cli, "available_devices", lambda: {"cpu": 1, "cuda": 1})
+    monkeypatch.setattr(preflight, "available_devices", lambda: {"cpu": 1, "cuda": 1})
     code, err = run_cli("fit", "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
                         "--trainer.accelerator", "gpu", "--trainer.devices", 4)  # fmt: skip
     assert code == 2

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import lightning as L
 
-from lightning_cnn.cli import check_config_files, cli_main
-from lightning_cnn.config_files import option_given
+from lightning_cnn.cli import cli_main
+from lightning_cnn.config_files import check_config_files, option_given
 from lightning_cnn.errors import ConfigError, user_error
 
 

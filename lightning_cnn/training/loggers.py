@@ -1,4 +1,4 @@
-"""The run's loggers and the one run folder they share.
+"""The run's loggers, which share one run folder (``training.run_folder``).
 
 Every run keeps ``<default_root_dir>/lightning_logs/version_N/`` (``config.yaml``, ``checkpoints/``,
 ``metrics.json``) whatever it logs to. TensorBoard (the default) and CSV write into that folder; MLflow keeps
@@ -15,7 +15,6 @@ import contextlib
 import csv
 import json
 import os
-import struct
 from argparse import Namespace
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -29,78 +28,13 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoa
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lightning_cnn.checkpoints import RUNS_FOLDER, runs_under
+from lightning_cnn.checkpoints import RUNS_FOLDER
 from lightning_cnn.errors import require
 from lightning_cnn.internals import flat_params
-from lightning_cnn.training.run_folder import LOCK_FILE, claim_version, lock_run, next_version, remove_if_untrained
+from lightning_cnn.training.run_folder import RunFolder, claim_and_lock, give_back, holds_nothing
 
 IMAGES_FOLDER = "images"  # where a CSV-only run keeps its images, inside the run folder
 TRACKER_RUNS = "tracker_runs.json"  # in the run folder: the MLflow and W&B runs it logs to, for resuming
-
-
-def claim_and_lock(runs: Path, version: int) -> int:
-    """Claim ``runs/version_N`` from ``version`` up and hold it for this process (``run_folder``); the other
-    ranks of a run only read the number."""
-    if rank_zero_only.rank != 0:
-        return version
-    version = claim_version(runs, version)
-    lock_run(runs / f"version_{version}")
-    return version
-
-
-def holds_nothing(folder: str | os.PathLike) -> bool:
-    """True when a run folder holds no record of a run: nothing, or TensorBoard event files with only their
-    header (a run that failed before logging anything)."""
-    if not os.path.isdir(folder):
-        return False
-    names = [name for name in os.listdir(folder) if name != LOCK_FILE]
-    return all(
-        name.startswith("events.out.tfevents.") and _only_file_header(os.path.join(folder, name)) for name in names
-    )
-
-
-def _only_file_header(path: str) -> bool:
-    """True when a TensorBoard event file holds no record after the ``file_version`` one every file opens with
-    (TFRecord framing: 8-byte length, 4-byte CRC, data, 4-byte CRC)."""
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            return True
-        (length,) = struct.unpack("<Q", head)
-        f.seek(8 + 4 + length + 4)
-        return f.read(1) == b""
-
-
-def give_back(folder: str | os.PathLike) -> None:
-    """Remove a claimed run folder that holds nothing, so a run that failed before logging leaves no trace."""
-    if holds_nothing(folder):
-        remove_if_untrained(Path(folder))
-
-
-class RunFolder:
-    """``<root>/lightning_logs/version_N``, shared by all loggers of one run; ``N`` is claimed on first use (a
-    run stopped by bad input before that creates nothing), or given when a run is resumed."""
-
-    def __init__(self, root: str | os.PathLike, version: int | None = None) -> None:
-        self.runs = runs_under(Path(root).absolute())
-        self._version = version
-        self.resumed = version is not None
-        self.claimed = False
-
-    @property
-    def version(self) -> int:
-        if self._version is None:
-            self._version = claim_and_lock(self.runs, next_version(self.runs))
-            self.claimed = True
-        return self._version
-
-    @property
-    def path(self) -> Path:
-        return self.runs / f"version_{self.version}"
-
-    def release_if_unused(self) -> None:
-        if self.claimed and rank_zero_only.rank == 0:
-            give_back(self.path)
 
 
 class PlacedLogger:

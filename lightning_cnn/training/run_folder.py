@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import struct
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lightning_cnn.checkpoints import LAST, recorded_sums, run_version, sum_file, verifies
+from lightning_cnn.checkpoints import LAST, recorded_sums, run_version, runs_under, sum_file, verifies
 from lightning_cnn.errors import RunInUseError
 
 try:
@@ -103,3 +104,95 @@ def set_aside_damaged_last(run_dir: Path, resumed_from: Path) -> None:
     os.replace(last, damaged)
     sum_file(last).replace(damaged.with_name(f"{damaged.name}.sha256"))
     rank_zero_info(f"{last} does not verify: kept as {damaged.name}; the resumed run writes {LAST} anew")
+
+
+def claim_and_lock(runs: Path, version: int) -> int:
+    """Claim ``runs/version_N`` from ``version`` up and hold it for this process (``run_folder``); the other
+    ranks of a run only read the number."""
+    if rank_zero_only.rank != 0:
+        return version
+    version = claim_version(runs, version)
+    lock_run(runs / f"version_{version}")
+    return version
+
+
+def holds_nothing(folder: str | os.PathLike) -> bool:
+    """True when a run folder holds no record of a run: nothing, or TensorBoard event files with only their
+    header (a run that failed before logging anything)."""
+    if not os.path.isdir(folder):
+        return False
+    names = [name for name in os.listdir(folder) if name != LOCK_FILE]
+    return all(
+        name.startswith("events.out.tfevents.") and _only_file_header(os.path.join(folder, name)) for name in names
+    )
+
+
+def _only_file_header(path: str) -> bool:
+    """True when a TensorBoard event file holds no record after the ``file_version`` one every file opens with
+    (TFRecord framing: 8-byte length, 4-byte CRC, data, 4-byte CRC)."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            return True
+        (length,) = struct.unpack("<Q", head)
+        f.seek(8 + 4 + length + 4)
+        return f.read(1) == b""
+
+
+def give_back(folder: str | os.PathLike) -> None:
+    """Remove a claimed run folder that holds nothing, so a run that failed before logging leaves no trace."""
+    if holds_nothing(folder):
+        remove_if_untrained(Path(folder))
+
+
+class RunFolder:
+    """``<root>/lightning_logs/version_N``, shared by all loggers of one run; ``N`` is claimed on first use (a
+    run stopped by bad input before that creates nothing), or given when a run is resumed."""
+
+    def __init__(self, root: str | os.PathLike, version: int | None = None) -> None:
+        self.runs = runs_under(Path(root).absolute())
+        self._version = version
+        self.resumed = version is not None
+        self.claimed = False
+
+    @property
+    def version(self) -> int:
+        if self._version is None:
+            self._version = claim_and_lock(self.runs, next_version(self.runs))
+            self.claimed = True
+        return self._version
+
+    @property
+    def path(self) -> Path:
+        return self.runs / f"version_{self.version}"
+
+    def release_if_unused(self) -> None:
+        if self.claimed and rank_zero_only.rank == 0:
+            give_back(self.path)
+
+
+def config_name(run_dir: Path, subcommand: str | None) -> str:
+    """The file a command that goes on in an existing run saves its config as, beside the run's own
+    ``config.yaml``: ``config_resumed_N.yaml`` for a resumed ``fit``, ``config_test_N.yaml`` for a ``test``..."""
+    kind = "resumed" if subcommand == "fit" else subcommand
+    return f"config_{kind}_{1 + sum(1 for _ in run_dir.glob(f'config_{kind}_*.yaml'))}.yaml"
+
+
+def after_failure(folder: RunFolder, existing: Path | None, trainer: Any, err: BaseException) -> None:
+    """After a failed command: remove the run folder it created when nothing was trained yet, else add to ``err``
+    which folder and checkpoint were kept (``existing``: the run folder a resume or an evaluation went on in)."""
+    created = folder.path if folder.claimed else None
+    if created is None and trainer.global_step == 0:
+        return  # stopped before it trained or made a folder: the run it names is as it was
+    if created and trainer.global_step == 0 and remove_if_untrained(created):
+        return
+    run_dir = created or existing
+    if not isinstance(err, Exception) or run_dir is None or not run_dir.is_dir():
+        return
+    callback = trainer.checkpoint_callback
+    saved = [Path(p) for key in ("last_model_path", "best_model_path") if (p := getattr(callback, key, ""))]
+    checkpoint = last_good_checkpoint(run_dir, saved)
+    if checkpoint is None:
+        err.add_note(f"the run folder {run_dir} is kept (no checkpoint had been saved yet)")
+    elif str(checkpoint) not in str(err):  # a message that names it already (divergence) says enough
+        err.add_note(f"the run folder {run_dir} is kept with its last good checkpoint {checkpoint}")

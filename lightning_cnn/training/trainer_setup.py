@@ -1,0 +1,88 @@
+"""What the Trainer of a command is built with, besides the configured options: its loggers placed in one run
+folder, our callbacks (run labels, a predictions CSV, logging every epoch, the progress display) and the
+checkpoint plugin that writes atomically and records each file's SHA-256.
+
+Every run has its own ``version_N`` folder, with or without a logger; a resumed run goes on in its own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.plugins.io import CheckpointIO
+from lightning.pytorch.utilities import rank_zero_only
+
+from lightning_cnn.training.callbacks import LogEveryEpoch, RunCheckpoint, RunLabels, ScheduleResumeNote
+from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
+from lightning_cnn.training.loggers import PlacedLogger, RunLogger
+from lightning_cnn.training.predictions import PredictionCSV
+from lightning_cnn.training.progress import progress_callback
+from lightning_cnn.training.run_folder import RunFolder
+
+
+def one_of_each(loggers: list[Any]) -> list[Any]:
+    """The loggers, the first of each class only: a logger fragment may add the default TensorBoard logger again,
+    and two loggers of one kind would write the same run folder twice."""
+    kept: dict[type, Any] = {}
+    for each in loggers:
+        kept.setdefault(type(each), each)
+    return list(kept.values())
+
+
+def configured_loggers(logger: Any, root: str) -> list[Any]:
+    """The loggers ``trainer.logger`` asks for: TensorBoard when unset or true, none when false."""
+    if logger is None or logger is True:
+        return [RunLogger(save_dir=root)]
+    if logger is False:
+        return []
+    return one_of_each(list(logger) if isinstance(logger, (list, tuple)) else [logger])
+
+
+def trainer_arguments(
+    config: dict[str, Any],
+    callbacks: list[Any],
+    folder: RunFolder,
+    subcommand: str | None,
+    labels: tuple[str | None, list[str]],
+    progress: tuple[str, float],
+    resumed_config: Path | None = None,
+) -> tuple[dict[str, Any], list[Any]]:
+    """The Trainer's options and callbacks for a command: ``config`` (the configured Trainer options) and
+    ``callbacks`` completed with the loggers placed in ``folder`` under the run's ``labels`` (name, tags), our
+    callbacks, the ``progress`` display (kind, seconds between lines) and the checkpoint plugin.
+    ``resumed_config``: the config file a resumed fit saves, which its schedule note names."""
+    config = dict(config)
+    loggers = configured_loggers(config.get("logger"), config.get("default_root_dir") or ".")
+    for each in loggers:
+        if isinstance(each, PlacedLogger):
+            each.place(folder, *labels)
+    if any(isinstance(each, PlacedLogger) for each in loggers):
+        for callback in callbacks:
+            if isinstance(callback, RunCheckpoint):
+                callback.run_folder = folder
+    if not loggers:  # `--trainer.logger false`: nothing to log learning rates to, but a run folder all the same
+        callbacks = [cb for cb in callbacks if not isinstance(cb, LearningRateMonitor)]
+        if not config.get("fast_dev_run"):
+            # the other processes write nothing: Lightning broadcasts rank 0's folders
+            mine = folder.resumed or rank_zero_only.rank == 0
+            config["default_root_dir"] = str(folder.path if mine else folder.runs)
+    config["logger"] = loggers or False
+    if subcommand == "predict":
+        callbacks.append(PredictionCSV())
+    if resumed_config is not None:
+        callbacks.append(ScheduleResumeNote(resumed_config))
+    callbacks += [RunLabels(), LogEveryEpoch()]
+    shown = progress_callback(
+        *progress,
+        enabled=config.get("enable_progress_bar") is not False,
+        configured=[*callbacks, *(config.get("callbacks") or [])],
+    )
+    if shown is not None:
+        callbacks.append(shown)
+    plugins = config.get("plugins") or []
+    plugins = plugins if isinstance(plugins, list) else [plugins]
+    if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
+        config["plugins"] = [*plugins, AtomicCheckpointIO()]
+    return config, callbacks
