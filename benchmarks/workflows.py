@@ -74,7 +74,7 @@ def lightning_cnn(*args: str, env: dict[str, str] | None = None, in_process: boo
 
 def run_folders(root: Path) -> list[Path]:
     """The ``version_N`` run folders under ``root``, in the order they were made."""
-    from lightning_cnn.checkpoints import run_version, runs_under
+    from lightning_cnn.run_folder import run_version, runs_under
 
     return sorted(runs_under(root).glob("version_*"), key=run_version)
 

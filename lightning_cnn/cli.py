@@ -3,7 +3,7 @@ links and defaults, and hands each step of a command to the module that does it.
 
 ``python -m lightning_cnn fit --config configs/mnist/lenet5.yaml`` trains. A command flows through:
 parse (``config_files``, ``preflight``) → the checkpoint it works with (``training.checkpoint_resolution``) →
-model, data and Trainer (``training.trainer_setup``, in the run folder of ``training.run_folder``) → the run →
+model, data and Trainer (``training.trainer_setup``, in the run folder of ``run_folder``) → the run →
 on failure, what the run folder keeps. Every run writes ``lightning_logs/version_N/`` with its ``config.yaml``,
 logs and checkpoints (``--trainer.default_root_dir`` moves it).
 """
@@ -31,6 +31,7 @@ from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier
 from lightning_cnn.models.losses import LOSSES
+from lightning_cnn.run_folder import RunFolder, after_failure, config_name, release_runs
 from lightning_cnn.training import console  # noqa: F401 (its filters keep Lightning's noise off the output)
 from lightning_cnn.training.callbacks import RunCheckpoint, skip_unused_batch_hooks
 from lightning_cnn.training.checkpoint_resolution import (
@@ -43,7 +44,6 @@ from lightning_cnn.training.checkpoint_resolution import (
 from lightning_cnn.training.loggers import check_logger_packages, finish_runs
 from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.report import EvaluationReport
-from lightning_cnn.training.run_folder import RunFolder, after_failure, config_name, release_runs
 from lightning_cnn.training.trainer_setup import trainer_arguments
 
 int_before_float()  # "--trainer.limit_train_batches 10" is ten batches whatever else was imported first

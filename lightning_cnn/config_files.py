@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from lightning_cnn.checkpoints import run_of_configs
 from lightning_cnn.errors import ConfigError, check_file
+from lightning_cnn.run_folder import run_of_configs
 
 PACKAGED = Path(str(files("lightning_cnn") / "configs"))  # the recipes and fragments shipped with the package
 _announced: set[str] = set()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_cnn.checkpoints import resolve_checkpoint, run_checkpoint
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import LeNet5, SimpleCNN
 from lightning_cnn.models.base import ImageClassifier
+from lightning_cnn.run_folder import resolve_checkpoint, run_checkpoint
 from tests.helpers.runs import QUICK, fit_tiny_run
 
 CONFIGS = Path(__file__).parent.parent / "configs"

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_cnn.checkpoints import record_sum, resolve_checkpoint, sha256
+from lightning_cnn.checkpoints import record_sum, sha256
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.inference.trained import load_trained
+from lightning_cnn.run_folder import resolve_checkpoint
 from tests.helpers.runs import fit_tiny_run
 
 

@@ -14,9 +14,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from lightning_cnn.checkpoints import resolve_checkpoint
+from lightning_cnn.run_folder import LOCK_FILE, lock_run, release_runs, resolve_checkpoint
 from lightning_cnn.training.callbacks import sigterm_advice
-from lightning_cnn.training.run_folder import LOCK_FILE, lock_run, release_runs
 from tests.helpers.runs import QUICK
 
 # a run of two batches of 16 images and one validation batch: what these tests check does not need more

@@ -10,7 +10,6 @@ import contextlib
 import io
 import logging
 import sys
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,16 +95,3 @@ def runs_folder(args: Sequence[str], context: str = "") -> Path:
         raise ConfigError(f"{context}: {found}") from err
     root = getattr(trainer.logger, "root_dir", None)
     return Path(root) if root else Path(trainer.default_root_dir) / "lightning_logs"
-
-
-def claim_folder(parent: Path, prefix: str) -> Path:
-    """A new folder ``parent/PREFIX_<date-time>`` (``_2``, ``_3``, ... appended if taken), created here."""
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in range(1, 1000):
-        folder = parent / (f"{prefix}_{stamp}" + (f"_{n}" if n > 1 else ""))
-        try:
-            folder.mkdir(parents=True)
-            return folder
-        except FileExistsError:
-            continue
-    raise ConfigError(f"cannot create a new {prefix}_* folder in {parent}")

@@ -14,11 +14,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_cnn.checkpoints import class_of, read_checkpoint, resolve_checkpoint
+from lightning_cnn.checkpoints import class_of, read_checkpoint
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import ConfigError, CorruptDataError
 from lightning_cnn.internals import saved_class_path
 from lightning_cnn.models.base import ImageClassifier
+from lightning_cnn.run_folder import resolve_checkpoint
 
 
 @dataclass(frozen=True)

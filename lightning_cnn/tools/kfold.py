@@ -21,8 +21,10 @@ from typing import Any
 
 from lightning_cnn.config_files import option_given
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.experiments.runner import claim_folder, run_fit, runs_folder
-from lightning_cnn.tool_options import ToolParser, format_table, write_csv
+from lightning_cnn.experiments.runner import run_fit, runs_folder
+from lightning_cnn.run_folder import claim_folder
+from lightning_cnn.tools.options import ToolParser
+from lightning_cnn.tools.tables import format_table, write_csv
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:

@@ -14,9 +14,11 @@ from typing import Any
 
 import yaml
 
-from lightning_cnn.checkpoints import LAST, RUNS_FOLDER, read_checkpoint, run_version, runs_under
+from lightning_cnn.checkpoints import read_checkpoint
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.tool_options import ToolParser, format_table
+from lightning_cnn.run_folder import LAST, RUNS_FOLDER, run_version, runs_under
+from lightning_cnn.tools.options import ToolParser
+from lightning_cnn.tools.tables import format_table
 
 COLUMNS = ["version", "name", "tags", "model", "data", "differs", "epochs", "best val/acc", "test/acc"]
 COMPARED = ("seed_everything", "model", "data", "trainer")  # the sections whose options tell runs apart

@@ -18,19 +18,19 @@ from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_cnn import preflight
-from lightning_cnn.checkpoints import (
-    checkpoint_model,
+from lightning_cnn.checkpoints import checkpoint_model, read_checkpoint
+from lightning_cnn.config_files import read_yaml
+from lightning_cnn.errors import ConfigError, weights_do_not_fit
+from lightning_cnn.run_folder import (
+    lock_run,
     newest_run,
-    read_checkpoint,
     resolve_checkpoint,
     run_checkpoint,
     run_of_configs,
     run_version,
     runs_under,
+    set_aside_damaged_last,
 )
-from lightning_cnn.config_files import read_yaml
-from lightning_cnn.errors import ConfigError, weights_do_not_fit
-from lightning_cnn.training.run_folder import lock_run, set_aside_damaged_last
 
 DEFAULT_MODEL = "lightning_cnn.models.LeNet5"  # the model of a command that names none
 

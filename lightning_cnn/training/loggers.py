@@ -1,4 +1,4 @@
-"""The run's loggers, which share one run folder (``training.run_folder``).
+"""The run's loggers, which share one run folder (``run_folder``).
 
 Every run keeps ``<default_root_dir>/lightning_logs/version_N/`` (``config.yaml``, ``checkpoints/``,
 ``metrics.json``) whatever it logs to. TensorBoard (the default) and CSV write into that folder; MLflow keeps
@@ -28,10 +28,9 @@ from lightning.pytorch.loggers import CSVLogger, Logger, MLFlowLogger, TensorBoa
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lightning_cnn.checkpoints import RUNS_FOLDER
 from lightning_cnn.errors import require
 from lightning_cnn.internals import flat_params
-from lightning_cnn.training.run_folder import RunFolder, claim_and_lock, give_back, holds_nothing
+from lightning_cnn.run_folder import RUNS_FOLDER, RunFolder, claim_and_lock, give_back, holds_nothing
 
 IMAGES_FOLDER = "images"  # where a CSV-only run keeps its images, inside the run folder
 TRACKER_RUNS = "tracker_runs.json"  # in the run folder: the MLflow and W&B runs it logs to, for resuming

@@ -14,12 +14,12 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_cnn.run_folder import RunFolder
 from lightning_cnn.training.callbacks import LogEveryEpoch, RunCheckpoint, RunLabels, ScheduleResumeNote
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
 from lightning_cnn.training.loggers import PlacedLogger, RunLogger
 from lightning_cnn.training.predictions import PredictionCSV
 from lightning_cnn.training.progress import progress_callback
-from lightning_cnn.training.run_folder import RunFolder
 
 
 def one_of_each(loggers: list[Any]) -> list[Any]:

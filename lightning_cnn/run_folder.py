@@ -1,6 +1,8 @@
-"""Run folders: claiming the next free ``version_N`` (two runs started together never share one), a lock that
-keeps a second process out of a run while one trains or resumes it, and removing a run that failed before it
-trained anything.
+"""Run folders, in one place: a run is ``<root>/lightning_logs/version_N`` with ``config.yaml`` and ``checkpoints/``.
+Here are naming and finding them, their ``best`` and ``last`` checkpoints (``last.ckpt`` records in its checkpoint
+callback's state which file was the best), claiming the next free ``version_N`` (two runs started together never
+share one), the lock that keeps a second process out of a run while one trains or resumes it, the name of the config
+a later command saves in a run, the folders of the tools' studies, and what a failed command removes or keeps.
 
 The lock is ``fcntl.flock`` on ``RUN/run.lock``: the kernel drops it when its process ends, however it ends
 (SIGKILL included), so a killed run never leaves its folder locked. Where ``fcntl`` is missing (Windows) runs
@@ -12,18 +14,117 @@ from __future__ import annotations
 import os
 import shutil
 import struct
+import time
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from lightning_cnn.checkpoints import LAST, recorded_sums, run_version, runs_under, sum_file, verifies
-from lightning_cnn.errors import RunInUseError
+from lightning_cnn.checkpoints import read_checkpoint, recorded_sums, sum_file, verifies
+from lightning_cnn.errors import ConfigError, RunInUseError
 
 try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
+
+RUNS_FOLDER = "lightning_logs"
+LAST = "last.ckpt"
+
+
+def run_version(folder: Path) -> int:
+    """N for a ``version_N`` folder, -1 for anything else."""
+    prefix, _, number = folder.name.partition("_")
+    return int(number) if prefix == "version" and number.isdigit() else -1
+
+
+def runs_under(root: str | Path) -> Path:
+    """The folder that holds the ``version_N`` run folders of ``default_root_dir`` ``root``."""
+    return Path(root or ".") / RUNS_FOLDER
+
+
+def run_of_configs(config_files: Sequence[Any]) -> Path | None:
+    """The run folder of a saved ``lightning_logs/version_N/config.yaml`` among the ``--config`` files."""
+    for config_file in reversed(config_files):
+        folder = Path(getattr(config_file, "absolute", None) or str(config_file)).parent
+        if run_version(folder) >= 0:
+            return folder
+    return None
+
+
+def newest_run(runs: Path) -> Path | None:
+    """The run folder under ``runs`` with the highest version that has a ``last.ckpt``."""
+    found = sorted(runs.glob(f"version_*/checkpoints/{LAST}"), key=lambda p: run_version(p.parent.parent))
+    return found[-1].parent.parent if found else None
+
+
+def _recorded_best_path(last: Path) -> str | None:
+    """The best checkpoint's path as the checkpoint callback in ``last`` recorded it, if it recorded one."""
+    try:
+        state = read_checkpoint(last, mmap=True).get("callbacks", {})
+    except ConfigError:  # an unreadable or untrusted last.ckpt is reported when it is loaded
+        return None
+    paths = (value.get("best_model_path") for value in state.values() if isinstance(value, dict))
+    return next((path for path in paths if path), None)
+
+
+def recorded_best(last: Path) -> Path | None:
+    """The best checkpoint recorded by the checkpoint callback in ``last``, if its file is there."""
+    return _best_file(last, _recorded_best_path(last))
+
+
+def _best_file(last: Path, best: str | None) -> Path | None:
+    """The file of recorded best path ``best``: the one of that name beside ``last`` (the run's own, also when its
+    folder was copied or moved), else where it was written."""
+    if best:
+        for candidate in (last.parent / Path(best).name, Path(best)):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def run_checkpoint(run_dir: Path, which: str) -> Path:
+    """Checkpoint ``which`` (``last`` or ``best``) of run folder ``run_dir``, or one line saying what to do."""
+    last = run_dir / "checkpoints" / LAST
+    if not last.is_file():
+        raise ConfigError(
+            f"ckpt_path: '{which}': {run_dir} has no checkpoint yet (it stopped before its first epoch ended);"
+            " start it again without --ckpt_path, or give the path of a checkpoint file"
+        )
+    if which == "last":
+        return last
+    best = recorded_best(last)
+    if best is None:
+        raise ConfigError(f"ckpt_path: 'best' is not recorded in {last} (or its file is gone); give a checkpoint path")
+    return best
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint file as given, or for a run folder (``lightning_logs/version_N``, or its ``checkpoints``
+    folder) the best checkpoint its ``last.ckpt`` recorded, else ``last.ckpt``, else its only checkpoint."""
+    given = Path(path)
+    if given.is_file():
+        return given
+    if not given.is_dir():
+        raise ConfigError(f"ckpt_path: {path} is neither a checkpoint file nor a run folder (lightning_logs/version_N)")
+    folder = given / "checkpoints" if (given / "checkpoints").is_dir() else given
+    last = folder / LAST
+    if last.is_file():
+        recorded = _recorded_best_path(last)
+        best = _best_file(last, recorded)
+        if best is None and recorded:
+            warnings.warn(f"the best checkpoint {last} records is gone; using {last}", stacklevel=2)
+        return best or last
+    found = sorted(folder.glob("*.ckpt"))
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(p.name for p in found) if found else "none"
+    raise ConfigError(
+        f"ckpt_path: {folder} has no {LAST} to tell the best checkpoint (checkpoints: {listed}); give one file"
+    )
+
 
 LOCK_FILE = "run.lock"
 
@@ -196,3 +297,16 @@ def after_failure(folder: RunFolder, existing: Path | None, trainer: Any, err: B
         err.add_note(f"the run folder {run_dir} is kept (no checkpoint had been saved yet)")
     elif str(checkpoint) not in str(err):  # a message that names it already (divergence) says enough
         err.add_note(f"the run folder {run_dir} is kept with its last good checkpoint {checkpoint}")
+
+
+def claim_folder(parent: Path, prefix: str) -> Path:
+    """A new folder ``parent/PREFIX_<date-time>`` (``_2``, ``_3``, ... appended if taken), created here."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for n in range(1, 1000):
+        folder = parent / (f"{prefix}_{stamp}" + (f"_{n}" if n > 1 else ""))
+        try:
+            folder.mkdir(parents=True)
+            return folder
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot create a new {prefix}_* folder in {parent}")
