@@ -15,6 +15,8 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from lightning_cnn.tools import TOOLS
+
 PROG = "lightning-cnn"
 DEBUG_ENV_VAR = "LIGHTNING_CNN_DEBUG"
 
@@ -30,21 +32,6 @@ LIGHTNING_SUBCOMMANDS: dict[str, str] = {
 EXTRAS: dict[str, tuple[str, ...]] = {
     "search": ("optuna",),
     "export": ("onnx", "onnxscript", "onnxruntime"),
-}
-
-# Tools: ``lightning-cnn NAME ARGS`` runs ``MODULE.main(ARGS)``; modules are imported only when used, so a tool's
-# optional dependencies (optuna, onnx) are loaded by that tool alone.
-TOOLS: dict[str, tuple[str, str]] = {
-    "predict-files": ("lightning_cnn.tools.predict_files", "classify image files with a trained run, as CSV"),
-    "ensemble": ("lightning_cnn.tools.ensemble", "evaluate several trained runs together"),
-    "export": ("lightning_cnn.tools.export", "export a trained run to ONNX or TorchScript"),
-    "kfold": ("lightning_cnn.tools.kfold", "k-fold cross-validation of a config"),
-    "search": ("lightning_cnn.tools.search", "hyper-parameter search with Optuna"),
-    "bag": ("lightning_cnn.tools.bag", "bagging: train K members on bootstrap resamples of the training set"),
-    "preview": ("lightning_cnn.tools.preview", "write the first augmented training batch of a config as a PNG"),
-    "models": ("lightning_cnn.tools.models", "parameters and FLOPs of every model or recipe"),
-    "recipes": ("lightning_cnn.tools.recipes", "the recipes shipped with the package: model, data, measured accuracy"),
-    "runs": ("lightning_cnn.tools.runs", "list the runs under a root: name, tags, model, data, accuracy"),
 }
 
 
@@ -131,7 +118,8 @@ def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
         module, _ = TOOLS[argv[0]]
         importlib.import_module(module).main(argv[1:])
         return
-    from lightning_cnn.cli import check_config_files, cli_main
+    from lightning_cnn.cli import cli_main
+    from lightning_cnn.config_files import check_config_files
 
     argv = check_config_files(argv)
     if from_sys_argv:

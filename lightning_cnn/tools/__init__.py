@@ -1,1 +1,19 @@
-"""The tools of ``lightning-cnn NAME``: each module's ``main(argv)`` is one tool, built on the library around it."""
+"""The tools of ``lightning-cnn NAME``: one module each, whose ``main(argv)`` runs it, built on the library (inference,
+experiments, training, data, models); only the command line (``lightning_cnn.__main__``) imports them."""
+
+from __future__ import annotations
+
+# ``lightning-cnn NAME ARGS`` runs ``MODULE.main(ARGS)``; modules are imported only when used, so a tool's optional
+# dependencies (optuna, onnx) are loaded by that tool alone.
+TOOLS: dict[str, tuple[str, str]] = {
+    "predict-files": ("lightning_cnn.tools.predict_files", "classify image files with a trained run, as CSV"),
+    "ensemble": ("lightning_cnn.tools.ensemble", "evaluate several trained runs together"),
+    "export": ("lightning_cnn.tools.export", "export a trained run to ONNX or TorchScript"),
+    "kfold": ("lightning_cnn.tools.kfold", "k-fold cross-validation of a config"),
+    "search": ("lightning_cnn.tools.search", "hyper-parameter search with Optuna"),
+    "bag": ("lightning_cnn.tools.bag", "bagging: train K members on bootstrap resamples of the training set"),
+    "preview": ("lightning_cnn.tools.preview", "write the first augmented training batch of a config as a PNG"),
+    "models": ("lightning_cnn.tools.models", "parameters and FLOPs of every model or recipe"),
+    "recipes": ("lightning_cnn.tools.recipes", "the recipes shipped with the package: model, data, measured accuracy"),
+    "runs": ("lightning_cnn.tools.runs", "list the runs under a root: name, tags, model, data, accuracy"),
+}

@@ -26,7 +26,8 @@ from lightning_cnn.errors import ConfigError, check_file
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
 from lightning_cnn.internals import CLASS_PATH_KEY, INSTANTIATOR_KEY, saved_class_path
-from lightning_cnn.tool_options import ToolParser, add_device_option, add_trust_option, format_table, resolve_device
+from lightning_cnn.tools.options import ToolParser, add_device_option, add_trust_option, resolve_device
+from lightning_cnn.tools.tables import format_table
 
 # data module settings that only matter for training (a bootstrap resample changes the training images alone), and
 # the keys Lightning's CLI adds to them, which are not settings

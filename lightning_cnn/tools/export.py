@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import LightningCnnError
 from lightning_cnn.inference.trained import Preprocessing, load_trained
-from lightning_cnn.tool_options import ToolParser, add_trust_option
+from lightning_cnn.tools.options import ToolParser, add_trust_option
 
 TOLERANCE = 1e-4  # largest absolute logit difference accepted between the exported model and PyTorch
 

@@ -21,7 +21,7 @@ from lightning_cnn.config_files import PACKAGED, packaged_recipes
 from lightning_cnn.data import DATAMODULES
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier
-from lightning_cnn.tool_options import ToolParser
+from lightning_cnn.tools.options import ToolParser
 
 SHAPES = {"MNIST": (1, 28, 28), "CIFAR-10": (3, 32, 32)}
 

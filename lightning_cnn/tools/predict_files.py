@@ -23,7 +23,7 @@ from PIL import Image
 from lightning_cnn.data.image_files import decode_files
 from lightning_cnn.errors import ConfigError, DataNotFoundError
 from lightning_cnn.inference.trained import TrainedModel, load_trained
-from lightning_cnn.tool_options import ToolParser, add_device_option, add_trust_option, resolve_device
+from lightning_cnn.tools.options import ToolParser, add_device_option, add_trust_option, resolve_device
 
 DECODE_BLOCK = 2000  # files decoded (in parallel) and predicted at a time: bounds memory for any number of files
 

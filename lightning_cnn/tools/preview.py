@@ -18,7 +18,7 @@ from PIL import Image
 from lightning_cnn.config_files import find_config
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, LightningCnnError, check_file
-from lightning_cnn.tool_options import ToolParser
+from lightning_cnn.tools.options import ToolParser
 from lightning_cnn.training.preview import batch_grid
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from lightning_cnn.config_files import PACKAGED, packaged_recipes
-from lightning_cnn.tool_options import ToolParser, format_table
+from lightning_cnn.tools.options import ToolParser
+from lightning_cnn.tools.tables import format_table
 
 # recipe → {"test_acc": lowest test accuracy over the measured runs, "runs": how many}, written by make results
 MEASURED = PACKAGED / "measured.json"

@@ -57,7 +57,8 @@ from lightning_cnn.experiments.study_storage import (
 )
 from lightning_cnn.internals import fail_trial
 from lightning_cnn.models.base import METRICS
-from lightning_cnn.tool_options import ToolParser, format_table, write_csv
+from lightning_cnn.tools.options import ToolParser
+from lightning_cnn.tools.tables import format_table, write_csv
 
 SAMPLERS = ("grid", "random", "tpe")
 PRUNERS = ("median", "none")

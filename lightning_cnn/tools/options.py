@@ -1,13 +1,10 @@
-"""What the tools share: their argument parser, the ``--device`` option and how their results are printed (aligned
-tables) and saved (CSV), so every tool looks and behaves alike."""
+"""What the tools share on their command line: the argument parser and the ``--device`` and ``--trust_checkpoint``
+options, so every tool takes its options and reports a usage mistake alike."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
-from collections.abc import Collection, Sequence
-from pathlib import Path
 from typing import Any
 
 
@@ -52,30 +49,3 @@ def resolve_device(name: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def format_value(value: Any) -> str:
-    """A cell of a results table: floats with 4 significant decimals, everything else as text."""
-    if isinstance(value, float):
-        return f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 or value == 0 else f"{value:.3g}"
-    return "" if value is None else str(value)
-
-
-def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]], right: Collection[str] = ()) -> str:
-    """Rows under a header in aligned columns, for printing; the columns named in ``right`` align right."""
-    cells = [list(header)] + [[format_value(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(
-            cell.rjust(w) if name in right else cell.ljust(w) for name, cell, w in zip(header, row, widths, strict=True)
-        ).rstrip()
-        for row in cells
-    )
-
-
-def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """``rows`` under ``header`` as CSV at full precision."""
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(header)
-        writer.writerows([["" if v is None else v for v in row] for row in rows])
