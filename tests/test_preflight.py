@@ -3,11 +3,16 @@ one line naming the key, the value and what is allowed, and exit code 2."""
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from pathlib import Path
 
 import pytest
+from jsonargparse import Namespace
 
+from lightning_cnn.data import ImageFolderDataModule
+from lightning_cnn.models import AlexNet, LeNet5
+from lightning_cnn.preflight import construction_error
 from tests.helpers.runs import QUICK
 
 
@@ -106,3 +111,51 @@ def test_settings_that_pass_the_checks_still_train(run_cli, mnist_dir, tmp_path)
     assert code == 0, err
     assert [p.name for p in (tmp_path / "new" / "checkpoints").iterdir()] != []
     assert not list(tmp_path.rglob(".lightning-cnn-write-check-*"))
+
+
+def construction_failure(cls: type, **kwargs: object) -> BaseException:
+    """The error of building ``cls`` with ``kwargs``, inside a wrapper as jsonargparse raises it."""
+    try:
+        cls(**kwargs)
+    except Exception as err:  # noqa: BLE001 - whatever the constructor raises
+        wrapper = ValueError("Does not validate against any of the Union subtypes")
+        wrapper.__cause__ = err
+        return wrapper
+    raise AssertionError(f"{cls.__name__} was built")
+
+
+def class_config(key: str, class_path: str, **init_args: object) -> Namespace:
+    return Namespace({key: Namespace(class_path=class_path, init_args=Namespace(**init_args))})
+
+
+def test_a_torch_error_deep_in_a_constructor_names_the_argument_it_failed_on():
+    # torch's message names nothing the user gave; of the changed options, width alone fails to build
+    options = {"width": 1e12, "dropout": 0.3, "batch_norm": True}
+    err = construction_failure(AlexNet, **options)
+    found = construction_error(class_config("model", "lightning_cnn.models.AlexNet", **options), err)
+    assert str(found).startswith("model: AlexNet cannot be built with width=1000000000000.0: ")
+    # torch's message says what is wrong ("negative padding")
+    err = construction_failure(LeNet5, padding=-1, activation="gelu")
+    found = construction_error(class_config("model", "lightning_cnn.models.LeNet5", padding=-1, activation="gelu"), err)
+    assert str(found) == "model: LeNet5 cannot be built with padding=-1: negative padding is not supported"
+
+
+def test_a_failure_nothing_points_at_is_the_models_on_the_datas_shape():
+    found = construction_error(class_config("model", "lightning_cnn.models.LeNet5"), RuntimeError("out of memory"))
+    assert str(found) == (
+        "model: LeNet5 cannot be built (input_shape and num_classes come from the data options): out of memory"
+    )
+
+
+def test_a_data_modules_value_in_the_message_is_named_without_building_it_again(monkeypatch):
+    built = []
+    init = ImageFolderDataModule.__init__
+    monkeypatch.setattr(ImageFolderDataModule, "__init__", functools.wraps(init)(lambda *a, **k: built.append(k)))
+    config = class_config("data", "lightning_cnn.data.ImageFolderDataModule", root="/data", train_dir="/other/train")
+    err = ValueError("'/other/train' is not in the subpath of '/data'")
+    found = construction_error(config, err)
+    assert str(found) == (
+        "data: ImageFolderDataModule cannot be built with train_dir='/other/train': '/other/train' is not in the"
+        " subpath of '/data'"
+    )
+    assert built == []
