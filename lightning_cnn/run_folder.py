@@ -240,6 +240,19 @@ def _only_file_header(path: str) -> bool:
         return f.read(1) == b""
 
 
+def abandoned(run_dir: Path) -> bool:
+    """True when run folder ``run_dir`` holds no checkpoint and no process holds it: a run killed before its first
+    checkpoint, which nothing can resume (its lock is taken here, and given up again by ``remove_if_untrained`` or
+    ``release_runs``)."""
+    if any(run_dir.rglob("*.ckpt")):
+        return False
+    try:
+        lock_run(run_dir)
+    except RunInUseError:
+        return False
+    return True
+
+
 def give_back(folder: str | os.PathLike) -> None:
     """Remove a claimed run folder that holds nothing, so a run that failed before logging leaves no trace."""
     if holds_nothing(folder):

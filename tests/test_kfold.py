@@ -102,7 +102,8 @@ def test_three_fold_cross_validation_leaves_three_runs_and_a_summary(run_cli, mn
 
 
 def test_an_interrupted_cross_validation_resumes_with_only_the_missing_folds(run_cli, mnist_dir, tmp_path):
-    kill = ["--trainer.callbacks+=tests.helpers.faults.SignalInRun", "--trainer.callbacks.version", "1"]
+    kill = ["--trainer.callbacks+=tests.helpers.faults.SignalInRun", "--trainer.callbacks.version", "1",
+            "--trainer.callbacks.once", str(tmp_path / "killed")]  # fmt: skip
     args = ["kfold", "--folds", "3", "--data.data_dir", str(mnist_dir), "--trainer.default_root_dir", str(tmp_path),
             *KFOLD_QUICK, *kill]  # fmt: skip
     child = run_in_child(*args)
@@ -119,9 +120,12 @@ def test_an_interrupted_cross_validation_resumes_with_only_the_missing_folds(run
     assert "resuming" in err and "1 of 3 folds done" in err
     record = json.loads((folder / "kfold.json").read_text())
     assert record["complete"] and [run["fold"] for run in record["runs"]] == [0, 1, 2]
+    # the killed fold's folder, without a checkpoint, is gone: one run folder per fold
     assert [run["run_dir"] for run in record["runs"]] == [
-        str(logs / v) for v in ("version_0", "version_2", "version_3")
+        str(logs / v) for v in ("version_0", "version_1", "version_2")
     ]
+    assert sorted(p.name for p in logs.glob("version_*")) == ["version_0", "version_1", "version_2"]
+    assert f"kfold: removed {logs / 'version_1'}, left by fold 1 before its first checkpoint" in err
     assert record["runs"][0] == first["runs"][0]  # the finished fold is kept, not run again
     assert {p: p.stat().st_mtime_ns for p in (logs / "version_0").rglob("*")} == fold0
     for entry in record["runs"]:

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning_cnn.config_files import option_given
+from lightning_cnn.config_files import option_given, read_yaml
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.experiments.runner import run_fit, runs_folder
-from lightning_cnn.run_folder import claim_folder
+from lightning_cnn.run_folder import abandoned, claim_folder, release_runs, remove_if_untrained
 from lightning_cnn.tools.options import ToolParser
 from lightning_cnn.tools.tables import format_table, write_csv
 
@@ -106,6 +106,23 @@ def save(folder: Path, folds: int, fit_args: list[str], runs: list[dict[str, Any
     return format_table(["fold", *names, "run"], [*rows, ["mean ± std", *mean_std, ""]])
 
 
+def remove_abandoned_folds(runs_root: Path, folds: int, done: set[int]) -> None:
+    """Remove the run folders of this cross-validation's unfinished folds that a killed process left before their
+    first checkpoint (nothing can resume them), so a resumed cross-validation leaves one run folder per fold."""
+    for run_dir in sorted(runs_root.glob("version_*")):
+        try:
+            saved = read_yaml(run_dir / "config.yaml") if (run_dir / "config.yaml").is_file() else None
+        except ConfigError:  # not a config this tool wrote
+            continue
+        data = saved.get("data") if isinstance(saved, dict) else None
+        init_args = (data.get("init_args") if isinstance(data, dict) else None) or {}
+        fold = init_args.get("fold")
+        if init_args.get("num_folds") == folds and fold not in done and abandoned(run_dir):
+            remove_if_untrained(run_dir)
+            print(f"kfold: removed {run_dir}, left by fold {fold} before its first checkpoint", file=sys.stderr)
+    release_runs()
+
+
 def main(argv: Sequence[str]) -> None:
     """Run every fold (those missing from ``--resume``'s record), then print and save the table."""
     args, fit_args = parse_args(argv)
@@ -118,6 +135,8 @@ def main(argv: Sequence[str]) -> None:
         print(f"kfold: resuming {folder}: {len(runs)} of {args.folds} folds done", file=sys.stderr, flush=True)
     runs_root = runs_folder(fit_args)  # every option checked before the first fold
     done = {run["fold"] for run in runs}
+    if folder is not None:
+        remove_abandoned_folds(runs_root, args.folds, done)
     table = ""
     for fold in (f for f in range(args.folds) if f not in done):
         hint = f" (if interrupted: kfold --resume {folder})" if folder else ""

@@ -39,13 +39,18 @@ class LearningRateAt(L.Callback):
 
 class SignalInRun(L.Callback):
     """Send this process ``signal_name`` at the first training batch of run folder ``version_N``: kills a
-    multi-run tool (kfold, search) part-way through."""
+    multi-run tool (kfold, search) part-way through. With ``once``, a file it creates first, only once: a resumed
+    tool that claims ``version_N`` again goes on."""
 
-    def __init__(self, version: int = 2, signal_name: str = "SIGKILL") -> None:
-        self.version, self.signal = version, getattr(signal, signal_name)
+    def __init__(self, version: int = 2, signal_name: str = "SIGKILL", once: str | None = None) -> None:
+        self.version, self.signal, self.once = version, getattr(signal, signal_name), once
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
         if trainer.logger is not None and trainer.logger.version == self.version and batch_idx == 0:
+            if self.once is not None:
+                if os.path.exists(self.once):
+                    return
+                open(self.once, "w").close()
             os.kill(os.getpid(), self.signal)
 
 
