@@ -50,7 +50,7 @@ def lightning_cnn(*args: str, env: dict[str, str] | None = None, in_process: boo
     wall seconds. A failure raises with the end of its error output."""
     start = time.perf_counter()
     if in_process:
-        from lightning_cnn.commands import main
+        from lightning_cnn.__main__ import main
 
         saved, cwd = dict(os.environ), os.getcwd()
         os.environ.update(env or {})

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from torchvision.datasets import CIFAR10
 
-from lightning_cnn.commands import main
+from lightning_cnn.__main__ import main
 from tests.helpers.writers import synthetic_images, write_idx, write_image_folder, write_sha256sums
 
 

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from lightning_cnn.cli import cli_main
-from lightning_cnn.commands import TOOLS
 from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.models.base import ImageClassifier
+from lightning_cnn.tools import TOOLS
 from lightning_cnn.training.callbacks import BATCH_HOOKS
 from tests.helpers.runs import QUICK, scalars
 

@@ -47,7 +47,7 @@ def test_json_matches_a_manual_softmax_average(mnist_runs, mnist_dir, run_cli, t
 
 
 def test_table_lists_members_mean_average_and_stacking(mnist_runs, mnist_dir, capsys, tmp_path):
-    from lightning_cnn.commands import main
+    from lightning_cnn.__main__ import main
 
     main(["ensemble", "--ckpt_path", *map(str, mnist_runs[:2]), "--data.data_dir", str(mnist_dir),
           "--output", str(tmp_path / "e.json")])  # fmt: skip
@@ -64,7 +64,7 @@ def test_table_lists_members_mean_average_and_stacking(mnist_runs, mnist_dir, ca
 
 def test_stacking_is_skipped_with_the_reason_when_members_validated_on_other_splits(mnist_runs, mnist_dir, tmp_path):
     """A member validated on another split may have trained on the images the stacking would be fit on."""
-    from lightning_cnn.commands import main
+    from lightning_cnn.__main__ import main
 
     other = tmp_path / "other.ckpt"
     checkpoint = torch.load(resolve_checkpoint(mnist_runs[0]), weights_only=False)

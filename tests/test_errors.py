@@ -20,7 +20,7 @@ def snapshot(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def previous_run(tmp_path_factory, mnist_dir) -> Path:
     """A run folder that every bad command below must leave exactly as it was."""
-    from lightning_cnn.commands import main
+    from lightning_cnn.__main__ import main
 
     root = tmp_path_factory.mktemp("runs")
     main(["fit", "--data.data_dir", str(mnist_dir), "--trainer.max_epochs", "1",

@@ -10,7 +10,7 @@ import onnxruntime
 import pytest
 import torch
 
-from lightning_cnn.commands import main
+from lightning_cnn.__main__ import main
 from lightning_cnn.data.base import normalize
 from lightning_cnn.inference.trained import Preprocessing, load_trained
 from lightning_cnn.models import MODELS

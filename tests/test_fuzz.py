@@ -24,8 +24,8 @@ from typing import Any
 
 from jsonargparse import Namespace
 
+from lightning_cnn.__main__ import describe
 from lightning_cnn.cli import CNNLightningCLI, cli_main
-from lightning_cnn.commands import describe
 from lightning_cnn.data import DATAMODULES
 from lightning_cnn.data.augment import AUGMENTATIONS
 from lightning_cnn.models import MODELS

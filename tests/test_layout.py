@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from lightning_cnn.commands import LIGHTNING_SUBCOMMANDS, TOOLS
+from lightning_cnn.__main__ import LIGHTNING_SUBCOMMANDS
+from lightning_cnn.tools import TOOLS
 from tests.helpers.runs import QUICK
 
 PACKAGE = Path(__file__).resolve().parent.parent / "lightning_cnn"
@@ -42,8 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     "experiments": {"cli"},
     # the tools build on the library; nothing but the command line imports them
     "tools": {"cli", "experiments", "inference", "training"},
-    "commands": {"cli", "tools"},
-    "__main__": {"commands"},
+    "__main__": {"tools", "cli"},
     "__init__": set(),
 }
 
@@ -102,6 +102,11 @@ def test_imports_point_one_way():
     assert not wrong, "imports against the direction:\n" + "\n".join(wrong)
 
 
+def test_only_the_command_line_imports_the_tools():
+    """The tools build on the library, never the library on them: no part but ``__main__`` may reach ``tools``."""
+    assert [part for part in ALLOWED if part not in ("tools", "__main__") and "tools" in reachable(part)] == []
+
+
 def test_no_import_cycle_between_modules():
     graph: dict[str, set[str]] = {}
     for source, target, _ in imports():
@@ -123,14 +128,14 @@ def test_no_import_cycle_between_modules():
 
 
 def test_the_cli_loads_no_optional_dependency():
-    code = "import sys, lightning_cnn.cli, lightning_cnn.commands; print(' '.join(sorted(sys.modules)))"
+    code = "import sys, lightning_cnn.cli, lightning_cnn.__main__; print(' '.join(sorted(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     loaded = set(done.stdout.split())
     assert not loaded & {"optuna", "onnx", "onnxruntime", "onnxscript"}
 
 
 def test_top_level_help_lists_every_subcommand_and_tool(run_cli, capsys):
-    from lightning_cnn.commands import main
+    from lightning_cnn.__main__ import main
 
     main(["--help"])
     out = capsys.readouterr().out
@@ -140,7 +145,7 @@ def test_top_level_help_lists_every_subcommand_and_tool(run_cli, capsys):
 
 @pytest.mark.parametrize("command", [*LIGHTNING_SUBCOMMANDS, *TOOLS])
 def test_every_subcommand_and_tool_answers_help(command, capsys):
-    from lightning_cnn.commands import main
+    from lightning_cnn.__main__ import main
 
     with pytest.raises(SystemExit) as done:
         main([command, "--help"])

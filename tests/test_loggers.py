@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from benchmarks.logged import csv_series, mlflow_run, wandb_offline_run
-from lightning_cnn.commands import main
+from lightning_cnn.__main__ import main
 from tests.helpers.runs import QUICK, scalars
 
 CONFIGS = Path(__file__).parent.parent / "configs"

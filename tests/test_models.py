@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import ResNet18_Weights, resnet18
 
-from lightning_cnn.commands import main
+from lightning_cnn.__main__ import main
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models import MLP, MODELS, AlexNet, ConvNet, LeNet5, ResNet18, blocks
 from tests.helpers.models import MODEL_CASES, build

@@ -100,7 +100,7 @@ def test_runs_tells_apart_the_folds_started_from_one_saved_config(run_cli, train
     import csv
     import io
 
-    from lightning_cnn.commands import main
+    from lightning_cnn.__main__ import main
 
     root = ["--trainer.default_root_dir", tmp_path]
     assert run_cli("kfold", "--folds", "2", "--config", trained / "config.yaml", *TINY, *root)[0] == 0
@@ -126,7 +126,7 @@ def test_a_new_run_from_a_named_runs_config_has_a_name_of_its_own(run_cli, mnist
 
 
 def test_a_three_trial_search_prints_its_trials_not_three_model_summaries(mnist_dir, tmp_path, capsys):
-    from lightning_cnn.commands import main
+    from lightning_cnn.__main__ import main
 
     space = tmp_path / "space.yaml"
     space.write_text(

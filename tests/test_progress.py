@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lightning_cnn.commands import main
+from lightning_cnn.__main__ import main
 from tests.helpers.runs import QUICK
 
 # QUICK turns the progress display off; these tests are about it
