@@ -25,9 +25,8 @@ from lightning_cnn.config_files import absolute_data_paths, option_given, own_la
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.data.augment import AUGMENTATIONS
 from lightning_cnn.data.mix import MIXES
-from lightning_cnn.errors import ConfigError, user_error
+from lightning_cnn.errors import ConfigError, summarize_parser_error, user_error
 from lightning_cnn.internals import int_before_float, subcommand_parsers
-from lightning_cnn.messages import summarize_parser_error
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier
 from lightning_cnn.models.losses import LOSSES

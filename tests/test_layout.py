@@ -29,7 +29,6 @@ ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "registry": set(),
     "internals": set(),
-    "messages": set(),
     "run_folder": {"checkpoints"},
     "config_files": {"errors", "run_folder"},
     "checkpoints": {"errors", "internals"},
@@ -38,7 +37,7 @@ ALLOWED: dict[str, set[str]] = {
     "data": {"checkpoints", "registry", "internals"},
     "training": {"models", "data", "config_files", "preflight"},
     "preflight": {"models", "schedulers", "config_files"},
-    "cli": {"training", "messages", "preflight", "config_files"},
+    "cli": {"training", "preflight", "config_files"},
     "inference": {"checkpoints", "run_folder", "models", "data"},
     "experiments": {"cli"},
     # the tools build on the library; nothing but the command line imports them
