@@ -21,12 +21,3 @@ class Registry(dict[str, T], Generic[T]):
             raise ValueError(f"two {self.kind} are named {cls.__name__}: {self[cls.__name__]} and {cls}")
         self[cls.__name__] = cls
         return cls
-
-
-class ShownByArguments:
-    """Base of the small configurable classes kept in registries (augmentations, mixes, losses): their repr is the
-    class and its arguments, as a config would give them."""
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
-        return f"{type(self).__name__}({args})"

@@ -33,7 +33,8 @@ ALLOWED: dict[str, set[str]] = {
     "config_files": {"errors", "run_folder"},
     "checkpoints": {"errors", "internals"},
     "schedulers": {"errors", "internals"},
-    "models": {"checkpoints", "schedulers", "registry", "internals"},
+    # data: the losses share ShownByArguments (data/augment.py) with the augmentations and mixes
+    "models": {"checkpoints", "schedulers", "registry", "internals", "data"},
     "data": {"checkpoints", "registry", "internals"},
     "training": {"models", "data", "config_files", "preflight"},
     "preflight": {"models", "schedulers", "config_files"},

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.registry import Registry, ShownByArguments
+from lightning_cnn.registry import Registry
 
 # check_range, per_sample, affine, rotation_theta and erase_boxes are shared with data.policies and data.mix.
 
@@ -63,6 +63,15 @@ def rotation_theta(angle: Tensor, h: int, w: int) -> Tensor:
     theta[:, 0, 0], theta[:, 0, 1] = cos, -sin / aspect
     theta[:, 1, 0], theta[:, 1, 1] = sin * aspect, cos
     return theta
+
+
+class ShownByArguments:
+    """Base of the small configurable classes kept in registries (augmentations, mixes, losses): their repr is the
+    class and its arguments, as a config would give them."""
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{key}={value!r}" for key, value in vars(self).items())
+        return f"{type(self).__name__}({args})"
 
 
 class BatchAugmentation(ShownByArguments):

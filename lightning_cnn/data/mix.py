@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lightning_cnn.data.augment import erase_boxes, per_sample
+from lightning_cnn.data.augment import ShownByArguments, erase_boxes, per_sample
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.registry import Registry, ShownByArguments
+from lightning_cnn.registry import Registry
 
 
 def _check_alpha(key: str, alpha: float) -> None:

@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from lightning_cnn.data.augment import ShownByArguments
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.registry import Registry, ShownByArguments
+from lightning_cnn.registry import Registry
 
 
 class ClassificationLoss(ShownByArguments):
