@@ -30,7 +30,7 @@ from lightning_cnn.internals import int_before_float, subcommand_parsers
 from lightning_cnn.models import MODELS
 from lightning_cnn.models.base import ImageClassifier
 from lightning_cnn.models.losses import LOSSES
-from lightning_cnn.run_folder import RunFolder, after_failure, config_name, release_runs
+from lightning_cnn.run_folder import RunFolder
 from lightning_cnn.training import console  # noqa: F401 (its filters keep Lightning's noise off the output)
 from lightning_cnn.training.callbacks import RunCheckpoint, skip_unused_batch_hooks
 from lightning_cnn.training.checkpoint_resolution import (
@@ -40,10 +40,9 @@ from lightning_cnn.training.checkpoint_resolution import (
     resolve_ckpt_path,
     run_test_after_fit,
 )
-from lightning_cnn.training.loggers import check_logger_packages, finish_runs
 from lightning_cnn.training.preview import AugmentationPreview
 from lightning_cnn.training.report import EvaluationReport
-from lightning_cnn.training.trainer_setup import trainer_arguments
+from lightning_cnn.training.trainer_setup import check_logger_config, run_guard, saved_config_name, trainer_arguments
 
 int_before_float()  # "--trainer.limit_train_batches 10" is ten batches whatever else was imported first
 
@@ -173,9 +172,7 @@ class CNNLightningCLI(LightningCLI):
         if self.subcommand:
             config = self._config()
             preflight.check_accelerator(config.get("trainer") or {})
-            loggers = config.trainer.get("logger")
-            loggers = loggers if isinstance(loggers, list) else [loggers]
-            check_logger_packages([str(lg.get("class_path")) for lg in loggers if hasattr(lg, "get")])
+            check_logger_config(config.get("trainer") or {})
             self._run_version = resolve_ckpt_path(self.subcommand, config, self._root_given)
 
     def instantiate_classes(self) -> None:
@@ -207,39 +204,20 @@ class CNNLightningCLI(LightningCLI):
         callbacks = [cb for key in self._parser(self.subcommand).callback_keys
                      if (cb := self._get(self.config_init, key)) is not None]  # fmt: skip
         config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
-        resume = getattr(self, "_run_version", None)
-        self._run_folder = folder = RunFolder(config.get("default_root_dir") or ".", resume)
-        self._existing_run = None if resume is None else folder.path
-        resumed_config = None
-        if self._existing_run is not None:
-            name = config_name(self._existing_run, self.subcommand)
-            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": name}
-            resumed_config = self._existing_run / name if self.subcommand == "fit" else None
+        self._run_folder = RunFolder(config.get("default_root_dir") or ".", getattr(self, "_run_version", None))
+        if saved := saved_config_name(self._run_folder, self.subcommand):
+            self.save_config_kwargs = {**self.save_config_kwargs, "config_filename": saved}
         labels = self._get(self.config, "run_name"), self._get(self.config, "tags", default=[]) or []
-        progress = self._get(self.config, "progress", default="auto"), self._get(self.config, "progress_interval",
-                                                                                 default=30.0)  # fmt: skip
-        config, callbacks = trainer_arguments(config, callbacks, folder, self.subcommand, labels, progress,
-                                              resumed_config)  # fmt: skip
+        progress = self._get(self.config, "progress", "auto"), self._get(self.config, "progress_interval", 30.0)
+        config, callbacks = trainer_arguments(config, callbacks, self._run_folder, self.subcommand, labels, progress,
+                                              saved)  # fmt: skip
         trainer = self._instantiate_trainer(config, callbacks)
         skip_unused_batch_hooks(trainer.callbacks)
         return trainer
 
     def _run_subcommand(self, subcommand: str) -> None:
-        """Run the subcommand holding its run folder; a failure removes the folder it created when nothing was
-        trained yet, else adds to the error which folder and checkpoint were kept."""
-        try:
+        with run_guard(self._run_folder, self.trainer):
             super()._run_subcommand(subcommand)
-        except BaseException as err:
-            if self.trainer.is_global_zero:
-                after_failure(self._run_folder, self._existing_run, self.trainer, err)
-            if type(err) is SystemExit and self.trainer.interrupted:
-                # Lightning ends a run stopped by Ctrl-C with exit(1) after its graceful shutdown: report the
-                # interruption as such (one line, exit 130), as for a Ctrl-C outside the training loop
-                raise KeyboardInterrupt from err
-            raise
-        finally:
-            finish_runs(self.trainer.loggers)
-            release_runs()
 
     def before_fit(self) -> None:
         """Fail before any training, and before a resumed run folder is written to, when a callback watches a

@@ -7,17 +7,18 @@ Every run has its own ``version_N`` folder, with or without a logger; a resumed 
 
 from __future__ import annotations
 
-from pathlib import Path
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.plugins.io import CheckpointIO
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_cnn.run_folder import RunFolder
+from lightning_cnn.run_folder import RunFolder, after_failure, config_name, release_runs
 from lightning_cnn.training.callbacks import LogEveryEpoch, RunCheckpoint, RunLabels, ScheduleResumeNote
 from lightning_cnn.training.checkpoint_io import AtomicCheckpointIO
-from lightning_cnn.training.loggers import PlacedLogger, RunLogger
+from lightning_cnn.training.loggers import PlacedLogger, RunLogger, check_logger_packages, finish_runs
 from lightning_cnn.training.predictions import PredictionCSV
 from lightning_cnn.training.progress import progress_callback
 
@@ -40,6 +41,19 @@ def configured_loggers(logger: Any, root: str) -> list[Any]:
     return one_of_each(list(logger) if isinstance(logger, (list, tuple)) else [logger])
 
 
+def check_logger_config(trainer: Any) -> None:
+    """Before any logger is built: one line with the pip command for a configured logger whose package is missing."""
+    loggers = trainer.get("logger")
+    loggers = loggers if isinstance(loggers, list) else [loggers]
+    check_logger_packages([str(each.get("class_path")) for each in loggers if hasattr(each, "get")])
+
+
+def saved_config_name(folder: RunFolder, subcommand: str | None) -> str | None:
+    """The file this command saves its config as when it goes on in an existing run (a resume, a test of a run's
+    checkpoint), beside the run's own ``config.yaml``; None for a new run, which saves ``config.yaml``."""
+    return config_name(folder.path, subcommand) if folder.resumed else None
+
+
 def trainer_arguments(
     config: dict[str, Any],
     callbacks: list[Any],
@@ -47,12 +61,13 @@ def trainer_arguments(
     subcommand: str | None,
     labels: tuple[str | None, list[str]],
     progress: tuple[str, float],
-    resumed_config: Path | None = None,
+    saved_config: str | None = None,
 ) -> tuple[dict[str, Any], list[Any]]:
     """The Trainer's options and callbacks for a command: ``config`` (the configured Trainer options) and
     ``callbacks`` completed with the loggers placed in ``folder`` under the run's ``labels`` (name, tags), our
     callbacks, the ``progress`` display (kind, seconds between lines) and the checkpoint plugin.
-    ``resumed_config``: the config file a resumed fit saves, which its schedule note names."""
+    ``saved_config``: the config file a command going on in an existing run saves, which a resume's schedule note
+    names."""
     config = dict(config)
     loggers = configured_loggers(config.get("logger"), config.get("default_root_dir") or ".")
     for each in loggers:
@@ -71,8 +86,8 @@ def trainer_arguments(
     config["logger"] = loggers or False
     if subcommand == "predict":
         callbacks.append(PredictionCSV())
-    if resumed_config is not None:
-        callbacks.append(ScheduleResumeNote(resumed_config))
+    if saved_config is not None and subcommand == "fit":
+        callbacks.append(ScheduleResumeNote(folder.path / saved_config))
     callbacks += [RunLabels(), LogEveryEpoch()]
     shown = progress_callback(
         *progress,
@@ -86,3 +101,23 @@ def trainer_arguments(
     if not any(isinstance(plugin, CheckpointIO) for plugin in plugins):
         config["plugins"] = [*plugins, AtomicCheckpointIO()]
     return config, callbacks
+
+
+@contextlib.contextmanager
+def run_guard(folder: RunFolder, trainer: Any) -> Iterator[None]:
+    """Around a command's run: a failure removes the run folder it created when nothing was trained yet, else adds
+    to the error which folder and checkpoint were kept; the loggers are finished and the folder released however
+    the run ends."""
+    try:
+        yield
+    except BaseException as err:
+        if trainer.is_global_zero:
+            after_failure(folder, folder.path if folder.resumed else None, trainer, err)
+        if type(err) is SystemExit and trainer.interrupted:
+            # Lightning ends a run stopped by Ctrl-C with exit(1) after its graceful shutdown: report the
+            # interruption as such (one line, exit 130), as for a Ctrl-C outside the training loop
+            raise KeyboardInterrupt from err
+        raise
+    finally:
+        finish_runs(trainer.loggers)
+        release_runs()
