@@ -74,12 +74,12 @@ def describe(err: BaseException) -> str:
 
 
 def _describe(err: BaseException) -> str:
-    from lightning_cnn.errors import user_error
+    from lightning_cnn.errors import exception_chain, user_error
 
     found = user_error(err)
     if found is not None:
         return " ".join(str(found).split())
-    os_error = next((e for e in _chain(err) if isinstance(e, OSError) and e.strerror), None)
+    os_error = next((e for e in exception_chain(err) if isinstance(e, OSError) and e.strerror), None)
     if os_error is not None:
         path = os_error.filename or ""
         path2 = f" -> {os_error.filename2}" if os_error.filename2 else ""
@@ -88,15 +88,6 @@ def _describe(err: BaseException) -> str:
         return f"{os_error.strerror}{where}; {advice}"
     text = " ".join(str(err).split())[:300]
     return f"{type(err).__name__}: {text} (set {DEBUG_ENV_VAR}=1 for the traceback)"
-
-
-def _chain(err: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    current: BaseException | None = err
-    while current is not None and current not in seen:
-        seen.append(current)
-        current = current.__cause__ or current.__context__
-    return seen
 
 
 def check_extra(tool: str) -> None:
