@@ -139,3 +139,26 @@ def test_a_three_trial_search_prints_its_trials_not_three_model_summaries(mnist_
     lines = (printed.out + printed.err).splitlines()
     assert not any("Total params" in line or "Seed set" in line for line in lines)
     assert len(lines) < 60, "\n".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("where", "args", "expected"),
+    [
+        ("the parser", ["fit", "--trainer.max_epochz", "1"], "unrecognized arguments"),
+        ("pre-flight", ["fit", "--data.batch_size", "-3"], "data.batch_size must be at least 1"),
+        ("a constructor", ["fit", "--model", "ConvNet", "--model.dropout", "1.5"], "model.dropout"),
+        ("the checkpoint checks", ["test", "--ckpt_path", "last"], "ckpt_path: 'last' found no run"),
+        ("the machine's devices", ["fit", "--trainer.accelerator", "tpu"], "trainer.accelerator: 'tpu'"),
+        ("a tool", ["kfold", "--folds", "3", "--data.fold", "1"], "kfold sets --data.fold for every fold itself"),
+        ("a config file", ["fit", "--config", "missing.yaml"], "config file not found: missing.yaml"),
+    ],
+)
+def test_a_mistake_in_my_command_exits_2_wherever_it_is_found(run_cli, mnist_dir, tmp_path, where, args, expected):
+    code, err = run_cli(*args, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path)
+    assert code == 2, (where, err)
+    assert expected in err, (where, err)
+
+
+def test_missing_data_is_not_a_mistake_in_my_command_and_exits_1(run_cli, tmp_path):
+    code, err = run_cli("fit", "--data.data_dir", tmp_path / "empty", "--data.download", "false")
+    assert code == 1 and "MNIST not found" in err, err
