@@ -103,4 +103,4 @@ def test_mismatched_members_rejected(mnist_runs, mnist_dir, run_cli, tmp_path):
     assert code == 2 and "--data.nonsense needs a value" in err
     # one run given twice (its folder and its best file) would weigh it double in the average
     code, err = run_cli("ensemble", "--ckpt_path", mnist_runs[0], resolve_checkpoint(mnist_runs[0]))
-    assert code == 1 and err.count("\n") == 1 and "is given twice" in err
+    assert code == 2 and err.count("\n") == 1 and "is given twice" in err
