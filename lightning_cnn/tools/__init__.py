@@ -10,6 +10,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "ensemble": ("lightning_cnn.tools.ensemble", "evaluate several trained runs together"),
     "export": ("lightning_cnn.tools.export", "export a trained run to ONNX or TorchScript"),
     "kfold": ("lightning_cnn.tools.kfold", "k-fold cross-validation of a config"),
+    "repeat": ("lightning_cnn.tools.repeat", "train a config once per seed: each run's test metrics and their spread"),
     "search": ("lightning_cnn.tools.search", "hyper-parameter search with Optuna"),
     "bag": ("lightning_cnn.tools.bag", "bagging: train K members on bootstrap resamples of the training set"),
     "preview": ("lightning_cnn.tools.preview", "write the first augmented training batch of a config as a PNG"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -25,6 +26,18 @@ class ToolParser(argparse.ArgumentParser):
 def add_device_option(parser: argparse.ArgumentParser) -> None:
     """``--device``: where a tool runs its model; ``auto`` is the GPU when there is one."""
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+
+
+def add_resume_option(parser: argparse.ArgumentParser, tool: str, experiment: str, runs: str) -> None:
+    """``--resume TOOL_DIR``: go on with the ``TOOL_*`` summary folder of an interrupted ``experiment``, whose
+    finished ``runs`` are kept, as every tool that runs a fixed set of fits (kfold, repeat) offers."""
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        metavar=f"{tool.upper()}_DIR",
+        help=f"a {tool}_* folder of an interrupted {experiment}: keep its finished {runs}, run the missing ones",
+    )
 
 
 def _true_or_false(text: str) -> bool:
