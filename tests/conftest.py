@@ -17,14 +17,16 @@ from tests.helpers.writers import synthetic_images, write_idx, write_image_folde
 
 @pytest.fixture(scope="session")
 def mnist_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A data root holding a 1,200 + 300 image MNIST in the official gzipped IDX layout."""
+    """A data root holding a 1,200 + 300 image MNIST in the official gzipped IDX layout, and the same files as
+    Fashion-MNIST and KMNIST (``FashionMNIST/raw``, ``KMNIST/raw``), which share the format."""
     root = tmp_path_factory.mktemp("mnist_data")
-    raw = root / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for prefix, n, seed in (("train", 1200, 0), ("t10k", 300, 1)):
-        images, labels = synthetic_images(n, (28, 28, 1), seed)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images[..., 0])
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    for folder in ("MNIST", "FashionMNIST", "KMNIST"):
+        raw = root / folder / "raw"
+        raw.mkdir(parents=True)
+        for prefix, n, seed in (("train", 1200, 0), ("t10k", 300, 1)):
+            images, labels = synthetic_images(n, (28, 28, 1), seed)
+            write_idx(raw / f"{prefix}-images-idx3-ubyte.gz", images[..., 0])
+            write_idx(raw / f"{prefix}-labels-idx1-ubyte.gz", labels)
     write_sha256sums(root)
     return root
 

@@ -20,6 +20,8 @@ BASE_RECIPE = CONFIGS / "mnist" / "lenet5.yaml"
 # data module class name → the fixture that provides a tiny copy of its data
 DATA_FIXTURES = {
     "MNISTDataModule": "mnist_dir",
+    "FashionMNISTDataModule": "mnist_dir",  # the MNIST fixture holds its folder too
+    "KMNISTDataModule": "mnist_dir",
     "CIFAR10DataModule": "cifar10_dir",
     "ImageFolderDataModule": "image_folder_dir",
 }

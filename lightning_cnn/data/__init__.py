@@ -4,14 +4,16 @@ from lightning_cnn.data import policies  # noqa: F401  (registers the policies a
 from lightning_cnn.data.base import DATA_ENV_VAR, DATAMODULES, ImageDataModule, resolve_data_dir
 from lightning_cnn.data.cifar10 import CIFAR10DataModule
 from lightning_cnn.data.image_folder import ImageFolderDataModule
-from lightning_cnn.data.mnist import MNISTDataModule
+from lightning_cnn.data.mnist import FashionMNISTDataModule, KMNISTDataModule, MNISTDataModule
 
 __all__ = [
     "DATAMODULES",
     "DATA_ENV_VAR",
     "CIFAR10DataModule",
+    "FashionMNISTDataModule",
     "ImageDataModule",
     "ImageFolderDataModule",
+    "KMNISTDataModule",
     "MNISTDataModule",
     "resolve_data_dir",
 ]
