@@ -79,7 +79,7 @@ def test_without_a_test_the_table_holds_val_metrics(run_cli, mnist_dir, tmp_path
 @pytest.mark.parametrize(
     "args, message",
     [
-        ([], "error: repeat needs --seeds, e.g. --seeds 42 1 2 3"),
+        ([], "error: lightning-cnn repeat: give --seeds, e.g. --seeds 42 1 2 3 (or --resume FOLDER)"),
         (["--seeds", "1", "2", "1"], "error: --seeds gives 1 twice; each seed trains one run"),
         (["--seeds", "1", "--seed_everything", "3"],
          "error: repeat sets --seed_everything for every run itself; leave it out and give --seeds"),

@@ -36,7 +36,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     add_resume_option(parser, "repeat", "repeat", "runs")
     args, fit_args = parser.parse_known_args(list(argv))
     if args.resume is None and args.seeds is None:
-        raise ConfigError("repeat needs --seeds, e.g. --seeds 42 1 2 3")
+        parser.error("give --seeds, e.g. --seeds 42 1 2 3 (or --resume FOLDER)")
     if args.seeds is not None and len(set(args.seeds)) < len(args.seeds):
         twice = sorted({seed for seed in args.seeds if args.seeds.count(seed) > 1})
         raise ConfigError(f"--seeds gives {', '.join(map(str, twice))} twice; each seed trains one run")
