@@ -78,6 +78,8 @@ def test_ddp_metrics_equal_one_process_exactly_and_only_rank_zero_writes(run_cli
         assert ddp_report[tag] == single_report[tag], tag
     for tag in ("val/loss", "test/loss"):  # sums of floats in another order
         assert ddp[tag][-1] == pytest.approx(single[tag][-1], abs=1e-5), tag
+    for tag in ("test/ece", "test/mce"):  # every process's confidences gathered: the whole split's bins
+        assert ddp_report[tag] == pytest.approx(single_report[tag], abs=1e-6), tag
 
 
 def test_ema_trains_under_ddp(odd_mnist_dir, tmp_path):

@@ -62,7 +62,7 @@ def test_fit_and_test_write_the_hparams_session_grids_confusion_matrix_and_metri
     run = tmp_path / "lightning_logs" / "version_0"
 
     images, sessions, scalar_tags = tensorboard_views(run)
-    assert images == {"train/first_batch": 1, "val/predictions": 2, "test/confusion_matrix": 1}
+    assert images == {"train/first_batch": 1, "val/predictions": 2, "test/confusion_matrix": 1, "test/reliability": 1}
     assert len(sessions) == 1 and {"val/acc_best", "val/acc", "test/acc", "test/f1"} <= set(sessions[0])
     assert "hp_metric" not in scalar_tags  # no placeholder beside the real metrics
     series = scalars(run)
@@ -97,7 +97,8 @@ def test_fit_and_test_write_the_hparams_session_grids_confusion_matrix_and_metri
     assert again["confusion_matrix"] == report["confusion_matrix"]
     assert again["test/f1"] == pytest.approx(report["test/f1"])
     images, sessions, _ = tensorboard_views(tested)
-    assert images == {"test/confusion_matrix": 1} and len(sessions) == 1 and "test/acc" in sessions[0]
+    assert images == {"test/confusion_matrix": 1, "test/reliability": 1}
+    assert len(sessions) == 1 and "test/acc" in sessions[0]
 
 
 def test_the_report_turned_off_writes_nothing_of_its_own(run_cli, mnist_dir, tmp_path):

@@ -64,14 +64,20 @@ class TrainedModel:
     datamodule_hparams: dict[str, Any]
 
     @torch.no_grad()
-    def probabilities(self, images: Tensor, batch_size: int = 256) -> Tensor:
-        """Softmax class probabilities (N, classes) of uint8 (N, C, H, W) images, on the model's device, in batches."""
+    def logits(self, images: Tensor, batch_size: int = 256) -> Tensor:
+        """Class logits (N, classes), float32 on the CPU, of uint8 (N, C, H, W) images, on the model's device, in
+        batches."""
         device = next(self.model.parameters()).device
         out = [
-            self.model(self.preprocessing.prepare(chunk.to(device))).float().softmax(dim=1).cpu()
-            for chunk in images.split(batch_size)
+            self.model(self.preprocessing.prepare(chunk.to(device))).float().cpu() for chunk in images.split(batch_size)
         ]
         return torch.cat(out) if out else torch.zeros(0, len(self.preprocessing.classes))
+
+    def probabilities(self, images: Tensor, batch_size: int = 256, temperature: float = 1.0) -> Tensor:
+        """Softmax class probabilities (N, classes) of uint8 (N, C, H, W) images, of the logits divided by
+        ``temperature`` (a calibrated run's, see ``lightning_cnn.inference.calibration``; 1 leaves them)."""
+        logits = self.logits(images, batch_size)
+        return (logits / temperature if temperature != 1.0 else logits).softmax(dim=1)
 
     def classify(self, paths: Sequence[str | Path], batch_size: int = 256) -> list[tuple[str, float]]:
         """(class name, probability) of each image file, decoded as the training images were (any mode PIL reads,

@@ -25,6 +25,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.internals import NormBase
+from lightning_cnn.models.calibration import ReliabilityBins, calibration_metrics
 from lightning_cnn.models.losses import ClassificationLoss, CrossEntropyLoss, balanced_weights
 from lightning_cnn.registry import Registry
 from lightning_cnn.schedulers import build_scheduler, default_interval, scheduler_class
@@ -167,7 +168,7 @@ class ImageClassifier(LightningModule):
         self.example_input_array = torch.zeros(1, *self.input_shape)
         # training: top-1 only, counted with two tensor ops per step (a torchmetrics update costs ten times
         # more, see benchmarks/overhead.py) and summed over processes once per epoch; evaluation: top-1,
-        # top-5 and macro F1
+        # top-5 and macro F1; the test split also the calibration errors of the confidences (test/ece, test/mce)
         self._train_correct: Tensor | None = None  # correctly classified training images this epoch
         self._train_seen = 0  # training images this epoch
         evaluation: dict[str, Any] = {"acc": MulticlassAccuracy(num_classes, average="micro")}
@@ -178,6 +179,7 @@ class ImageClassifier(LightningModule):
         # batch, and top-5 accuracy and macro F1 can be (both per class), which silently gave F1 top-5's value
         self.val_metrics = MetricCollection(evaluation, prefix="val/", compute_groups=False)
         self.test_metrics = self.val_metrics.clone(prefix="test/")
+        self.test_metrics.add_metrics(calibration_metrics(num_classes))
         # the evaluation loss as a torchmetrics mean weighted by batch size: Lightning's `self.log(...,
         # sync_dist=True)` floors the image count when processes saw different numbers of images
         # (Lightning-AI/pytorch-lightning#21859), which the unpadded evaluation sampler makes the rule
@@ -185,12 +187,15 @@ class ImageClassifier(LightningModule):
         self.test_loss = MeanMetric()
         # the best val/acc so far; kept in checkpoints (see on_save_checkpoint), so a resumed run keeps it
         self.val_acc_best = MaxMetric()
-        # tables of the test split: accuracy per class, and counts of (true class, predicted class)
+        # tables of the test split: accuracy per class, counts of (true class, predicted class), and the
+        # reliability bins (images, confidence, accuracy per confidence bin) the report's diagram shows
         self.test_tables = MetricCollection(
             {
                 "per_class_acc": MulticlassAccuracy(num_classes, average=None),
                 "confusion_matrix": MulticlassConfusionMatrix(num_classes),
-            }
+                "reliability": ReliabilityBins(),
+            },
+            compute_groups=False,
         )
         self.test_results: dict[str, Tensor] = {}  # test_tables computed at the end of the last test epoch
 
@@ -231,11 +236,13 @@ class ImageClassifier(LightningModule):
             self._train_seen += len(y)
         else:
             loss = F.cross_entropy(logits, y)
-            getattr(self, f"{stage}_metrics").update(logits.detach(), y)
+            # probabilities, not logits: the calibration errors take logits that all lie in [0, 1] for probabilities
+            probabilities = logits.detach().float().softmax(dim=1)
+            getattr(self, f"{stage}_metrics").update(probabilities, y)
         if stage != "train":  # per epoch, averaged over all images of all processes
             getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
         if stage == "test":
-            self.test_tables.update(logits.detach(), y)
+            self.test_tables.update(probabilities, y)
         return loss
 
     def _log_train_loss(self, loss: Tensor, batch_idx: int) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 TOOLS: dict[str, tuple[str, str]] = {
     "predict-files": ("lightning_cnn.tools.predict_files", "classify image files with a trained run, as CSV"),
     "ensemble": ("lightning_cnn.tools.ensemble", "evaluate several trained runs together"),
+    "calibrate": ("lightning_cnn.tools.calibrate", "fit a trained run's temperature on its validation split"),
     "export": ("lightning_cnn.tools.export", "export a trained run to ONNX or TorchScript"),
     "kfold": ("lightning_cnn.tools.kfold", "k-fold cross-validation of a config"),
     "repeat": ("lightning_cnn.tools.repeat", "train a config once per seed: each run's test metrics and their spread"),

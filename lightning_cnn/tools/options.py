@@ -55,6 +55,15 @@ def add_trust_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_calibrated_option(parser: argparse.ArgumentParser) -> None:
+    """``--calibrated {true,false}``: use the temperature ``lightning-cnn calibrate`` stored beside the run, when there
+    is one (the default), or the raw softmax."""
+    parser.add_argument(
+        "--calibrated", default=True, type=_true_or_false, metavar="{true,false}",
+        help="divide the logits by the temperature of the run's calibration.json when it has one (default: true)",
+    )  # fmt: skip
+
+
 def resolve_device(name: str) -> str:
     """The device ``--device NAME`` means: ``auto`` is ``cuda`` when a GPU is available, else ``cpu``."""
     if name != "auto":

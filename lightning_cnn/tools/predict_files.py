@@ -3,7 +3,8 @@
 Every file is decoded exactly as the training images were (``lightning_cnn.data.image_files.decode_file``:
 any format and mode PIL reads, resized on its shorter side and centre-cropped to the training size, converted
 to the training channels) and normalized with the run's statistics. Files that cannot be read are named on
-stderr with the reason and skipped; the others are predicted.
+stderr with the reason and skipped; the others are predicted. A run calibrated by ``lightning-cnn calibrate`` gives
+probabilities of its logits divided by the stored temperature (``--calibrated false``: the raw softmax).
 """
 
 from __future__ import annotations
@@ -22,8 +23,15 @@ from PIL import Image
 
 from lightning_cnn.data.image_files import decode_files
 from lightning_cnn.errors import ConfigError, DataNotFoundError
+from lightning_cnn.inference.calibration import stored_calibration
 from lightning_cnn.inference.trained import TrainedModel, load_trained
-from lightning_cnn.tools.options import ToolParser, add_device_option, add_trust_option, resolve_device
+from lightning_cnn.tools.options import (
+    ToolParser,
+    add_calibrated_option,
+    add_device_option,
+    add_trust_option,
+    resolve_device,
+)
 
 DECODE_BLOCK = 2000  # files decoded (in parallel) and predicted at a time: bounds memory for any number of files
 
@@ -52,6 +60,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU core)")
     add_device_option(parser)
     add_trust_option(parser)
+    add_calibrated_option(parser)
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(list(argv))
     for key in ("top_k", "batch_size", "max_pixels"):
@@ -120,9 +129,15 @@ def check_output(output: Path) -> None:
 
 
 def predict(
-    trained: TrainedModel, files: Sequence[Path], batch_size: int, workers: int, progress: bool
+    trained: TrainedModel,
+    files: Sequence[Path],
+    batch_size: int,
+    workers: int,
+    progress: bool,
+    temperature: float = 1.0,
 ) -> Iterator[tuple[Path, torch.Tensor] | str]:
-    """For each readable file, (path, class probabilities); for each unreadable one, ``"path (reason)"``."""
+    """For each readable file, (path, class probabilities of the logits divided by ``temperature``); for each
+    unreadable one, ``"path (reason)"``."""
     from tqdm import tqdm
 
     prep = trained.preprocessing
@@ -132,7 +147,7 @@ def predict(
             # the file's index rides along as its "label", telling which files decoded
             images, kept, errors = decode_files(block, list(range(len(block))), prep.size, prep.channels, workers)
             yield from errors
-            probabilities = trained.probabilities(images, batch_size)
+            probabilities = trained.probabilities(images, batch_size, temperature)
             for index, probs in zip(kept.tolist(), probabilities, strict=True):
                 yield block[index], probs
             bar.update(len(block))
@@ -143,6 +158,7 @@ def main(argv: Sequence[str]) -> None:
     check_output(Path(args.output))
     device = resolve_device(args.device)
     trained = load_trained(args.ckpt_path, device, trust=args.trust_checkpoint)
+    args.temperature = run_temperature(trained, args.calibrated)
     files, bad = find_files(args.files)
     for line in bad:
         sys.stderr.write(f"skipped {line}\n")
@@ -161,6 +177,29 @@ def main(argv: Sequence[str]) -> None:
             Image.MAX_IMAGE_PIXELS = limit
 
 
+def run_temperature(trained: TrainedModel, calibrated: bool) -> float:
+    """The temperature of the run's ``calibration.json`` when ``calibrated`` and it was fit for this checkpoint, else 1;
+    says on stderr in one line which, when the run has one."""
+    record = stored_calibration(trained.checkpoint_path)
+    if record is None:
+        return 1.0
+    path, temperature = record["path"], record["temperature"]
+    if not calibrated:
+        sys.stderr.write(f"not calibrated: --calibrated false ignores the temperature {temperature:.4f} of {path}\n")
+        return 1.0
+    fit_for = path.parent / str(record.get("checkpoint", ""))
+    if fit_for.resolve() != trained.checkpoint_path.resolve():
+        sys.stderr.write(
+            f"not calibrated: the temperature of {path} was fit for {fit_for}, not {trained.checkpoint_path};"
+            " run 'lightning-cnn calibrate' again\n"
+        )
+        return 1.0
+    sys.stderr.write(
+        f"calibrated: probabilities of the logits divided by the temperature {temperature:.4f} of {path}\n"
+    )
+    return temperature
+
+
 def write_predictions(
     trained: TrainedModel, files: list[Path], bad: list[str], args: argparse.Namespace, workers: int
 ) -> None:
@@ -176,7 +215,8 @@ def write_predictions(
         for i in range(1, top_k + 1):
             header += [f"top{i}_class", f"top{i}_probability"]
         writer.writerow(header)
-        for result in predict(trained, files, args.batch_size, workers, progress=not args.no_progress):
+        results = predict(trained, files, args.batch_size, workers, not args.no_progress, args.temperature)
+        for result in results:
             if isinstance(result, str):
                 bad.append(result)
                 sys.stderr.write(f"skipped {result}\n")

@@ -3,9 +3,9 @@
 To every logger (see ``lightning_cnn.training.loggers``): a grid of validation predictions every epoch
 (``val/predictions``) and the test confusion matrix (``test/confusion_matrix``); in TensorBoard the HPARAMS
 session of the run with its real metrics (``val/acc_best``, ``test/acc``, ...), in W&B the final metrics in
-the summary. In the run folder after a test: ``metrics.json`` (with the run's name and tags) and
-``confusion_matrix.png``, also sent with ``config.yaml`` to MLflow and W&B as artifacts; and a per-class table
-in the log.
+the summary. In the run folder after a test: ``metrics.json`` (with the run's name and tags),
+``confusion_matrix.png`` and ``reliability.png`` (the reliability diagram of the test confidences, also logged as
+``test/reliability``), sent with ``config.yaml`` to MLflow and W&B as artifacts; and a per-class table in the log.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from lightning_cnn.training.preview import image_grid
 
 METRICS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion_matrix.png"
+RELIABILITY_FILE = "reliability.png"
 ANNOTATE_MAX = 20  # confusion matrices up to this many classes show their counts in the cells
 TICKS_MAX = 40  # and up to this many, the class names on the axes
 
@@ -120,6 +121,9 @@ class EvaluationReport(L.Callback):
         report = {"run_name": name, "tags": tags, **report}
         figure = confusion_figure(confusion, classes, scalars.get("test/acc"))
         log_image(trainer, "test/confusion_matrix", figure, trainer.global_step)
+        reliability = reliability_figure(results["reliability"], scalars) if "reliability" in results else None
+        if reliability is not None:
+            log_image(trainer, "test/reliability", reliability, trainer.global_step)
         log_summary(trainer, scalars)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -130,8 +134,12 @@ class EvaluationReport(L.Callback):
             folder.mkdir(parents=True, exist_ok=True)
             (folder / METRICS_FILE).write_text(json.dumps(report, indent=2) + "\n")
             save_png(figure, folder / CONFUSION_FILE)
-            log_files(trainer, [folder / METRICS_FILE, folder / CONFUSION_FILE], "report")
-            written = f" (written to {folder / METRICS_FILE} and {CONFUSION_FILE})"
+            files = [folder / METRICS_FILE, folder / CONFUSION_FILE]
+            if reliability is not None:
+                save_png(reliability, folder / RELIABILITY_FILE)
+                files.append(folder / RELIABILITY_FILE)
+            log_files(trainer, files, "report")
+            written = f" (written to {folder / METRICS_FILE}, {', '.join(f.name for f in files[1:])})"
         rank_zero_info(f"Test accuracy per class{written}:\n{per_class_table(report)}")
 
 
@@ -251,5 +259,38 @@ def confusion_figure(confusion: Tensor, classes: list[str], accuracy: float | No
         for (row, col), value in np.ndenumerate(counts):
             color = "white" if value > threshold else "black"
             axes.text(col, row, str(int(value)), ha="center", va="center", color=color, fontsize=8)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def reliability_figure(bins: Tensor, scalars: dict[str, float]) -> np.ndarray:
+    """The reliability diagram as an RGB image (H, W, 3) uint8: per confidence bin, the accuracy of its images
+    against their mean confidence, the diagonal of perfect calibration, and the share of images per bin.
+
+    ``bins`` is ``ReliabilityBins``' (3, bins) result: images, mean confidence and accuracy per bin. Bars sit on the
+    bins' edges, so a bar above the diagonal is a bin whose images are classified better than their confidence says
+    (under-confident), one below an over-confident bin."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    count, confidence, accuracy = (row.numpy() for row in bins)
+    n_bins = len(count)
+    edges = np.linspace(0, 1, n_bins + 1)
+    seen = count > 0
+    figure = Figure(figsize=(5.5, 6.5), dpi=100, layout="constrained")
+    canvas = FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    top.bar(edges[:-1][seen], accuracy[seen], width=1 / n_bins, align="edge", edgecolor="black", label="accuracy")
+    top.plot([0, 1], [0, 1], linestyle="--", color="gray", label="perfect calibration")
+    top.plot(confidence[seen], accuracy[seen], "o", color="tab:red", markersize=4, label="accuracy at mean confidence")
+    top.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    figures = [
+        f"{key.removeprefix('test/').upper()} {scalars[key]:.4f}" for key in ("test/ece", "test/mce") if key in scalars
+    ]
+    top.set_title(f"Test reliability, {int(count.sum())} images" + (f", {', '.join(figures)}" if figures else ""))
+    top.legend(loc="upper left")
+    share = count / max(count.sum(), 1)
+    bottom.bar(edges[:-1], share, width=1 / n_bins, align="edge", edgecolor="black", color="tab:gray")
+    bottom.set(xlabel="confidence (largest class probability)", ylabel="share of images")
     canvas.draw()
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
