@@ -10,6 +10,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "ensemble": ("lightning_cnn.tools.ensemble", "evaluate several trained runs together"),
     "calibrate": ("lightning_cnn.tools.calibrate", "fit a trained run's temperature on its validation split"),
     "export": ("lightning_cnn.tools.export", "export a trained run to ONNX or TorchScript"),
+    "average": ("lightning_cnn.tools.average", "average the weights of a run's last K epoch checkpoints"),
     "kfold": ("lightning_cnn.tools.kfold", "k-fold cross-validation of a config"),
     "repeat": ("lightning_cnn.tools.repeat", "train a config once per seed: each run's test metrics and their spread"),
     "search": ("lightning_cnn.tools.search", "hyper-parameter search with Optuna"),

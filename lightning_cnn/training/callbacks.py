@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, StochasticWeightAveraging
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -184,3 +184,18 @@ class LogEveryEpoch(L.Callback):
         batches = trainer.num_training_batches
         if isinstance(batches, int) and 0 < batches < trainer.log_every_n_steps:
             trainer.log_every_n_steps = batches
+
+
+class SavedStochasticWeightAveraging(StochasticWeightAveraging):
+    """Lightning's ``StochasticWeightAveraging`` whose averaged weights reach the run's checkpoints.
+
+    Lightning copies the average into the model during one extra forward-only epoch, which it runs only for
+    models with batch norm (to recompute their statistics); without batch norm it copies the average at the very
+    end of training, after the last checkpoint was saved, so ``last.ckpt``, ``test`` and every tool would get the
+    raw weights. Running the extra epoch for every model makes its validation score the average and
+    ``last.ckpt`` hold it, at the cost of one pass over the training set without backward.
+    """
+
+    @staticmethod
+    def pl_module_contains_batch_norm(pl_module: L.LightningModule) -> bool:
+        return True  # so that Lightning's extra epoch also runs for models without batch norm
