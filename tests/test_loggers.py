@@ -74,10 +74,11 @@ def test_every_logger_gets_the_same_curves_the_report_and_the_run_name(
 
     # the report's images, files and final metrics in each logger's own way
     assert {p.name.split("_step")[0] for p in (run / "images").iterdir()} == {
-        "train_first_batch", "val_predictions", "test_confusion_matrix"
+        "train_first_batch", "val_predictions", "test_confusion_matrix", "test_reliability"
     }  # fmt: skip
     artifacts = {a.path for a in client.list_artifacts(mlflow.info.run_id)}
-    assert {"config.yaml", "metrics.json", "confusion_matrix.png", "val", "test", "train"} <= artifacts
+    report_images = {"confusion_matrix.png", "reliability.png"}
+    assert {"config.yaml", "metrics.json", *report_images, "val", "test", "train"} <= artifacts
     assert mlflow.data.params["lr_scheduler_monitor"] == "val/loss"
     assert mlflow.data.metrics["test/acc"] == pytest.approx(report["test/acc"])
     assert mlflow.info.run_name == "lenet-a" and {"base", "x1"} <= set(mlflow.data.tags)
@@ -85,8 +86,9 @@ def test_every_logger_gets_the_same_curves_the_report_and_the_run_name(
     assert wandb["summary"]["test/acc"] == pytest.approx(report["test/acc"])
     assert wandb["summary"]["val/acc_best"] == pytest.approx(max(tensorboard))
     assert {"run_name", "tags", "num_classes"} <= wandb["config"]
-    assert wandb["artifacts"] == {"config": ["config.yaml"], "report": ["confusion_matrix.png", "metrics.json"]}
-    assert {"val/predictions", "test/confusion_matrix", "train/first_batch"} <= {
+    report_files = ["confusion_matrix.png", "metrics.json", "reliability.png"]
+    assert wandb["artifacts"] == {"config": ["config.yaml"], "report": report_files}
+    assert {"val/predictions", "test/confusion_matrix", "test/reliability", "train/first_batch"} <= {
         key.rsplit("/", 1)[0] for key in wandb["summary"] if key.endswith("/_type")
     }
 
