@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_cnn.tools.runs import list_runs
+from lightning_cnn.tools.runs import group_summary, list_runs
 
 REPEAT_QUICK = ["--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu", "--data.val_size", "0.2",
                 "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
@@ -43,8 +43,13 @@ def test_two_seeds_leave_two_tested_runs_a_summary_and_resume_only_the_missing_s
     rows = list(csv.DictReader((summary / "repeat.csv").open()))
     assert [r["seed"] for r in rows] == ["7", "3", "min", "mean", "std", "max"]
     assert float(rows[3]["test/acc"]) == pytest.approx(record["mean"]["test/acc"])
-    # `lightning-cnn runs` tells the two runs apart by their seed
-    assert [row["differs"] for row in list_runs(tmp_path)] == ["seed_everything=7", "seed_everything=3"]
+    # `lightning-cnn runs` tells the two runs apart by their seed, groups them and gives their spread
+    listed = list_runs(tmp_path)
+    assert [row["differs"] for row in listed] == ["seed_everything=7", "seed_everything=3"]
+    assert [row["group"] for row in listed] == [1, 1]
+    (line,) = group_summary(listed)
+    mean = statistics.fmean(row["test/acc"] for row in listed)  # of the table's (rounded) test/acc
+    assert line.startswith("group 1: versions 0, 1, the same options but for the seed;") and f"{mean:.4f}" in line
 
     # an interrupted repeat: the record holds seed 7 only; resuming runs seed 3 alone, with the recorded options
     first = record["runs"][0]
@@ -115,3 +120,14 @@ def test_resume_refuses_other_seeds_or_fit_options(run_cli, tmp_path: Path, extr
     assert message in err.strip().splitlines()[-1]
     code, err = run_cli("repeat", "--resume", tmp_path / "nowhere")
     assert code == 2 and "repeat.json not found" in err
+
+
+def test_runs_groups_only_runs_that_differ_in_their_seed_alone():
+    from lightning_cnn.tools.runs import seed_groups
+
+    def config(seed: int, lr: float) -> dict:
+        return {"seed_everything": seed, "model": {"init_args": {"lr": lr}}}
+
+    configs = [config(1, 0.1), config(2, 0.1), config(1, 0.2), config(3, 0.1), config(2, 0.2), config(1, 0.3), {}]
+    assert seed_groups(configs) == [[0, 1, 3], [2, 4]]  # lr 0.3 ran once; an empty config belongs nowhere
+    assert seed_groups([config(1, 0.1), config(1, 0.1)]) == []  # the same seed twice is a rerun, not a repeat

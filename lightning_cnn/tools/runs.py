@@ -1,13 +1,16 @@
 """``lightning-cnn runs [ROOT] [--csv]``: the runs under a root as a table, one line each.
 
 Everything comes from what a run leaves in its folder: ``config.yaml`` (name, tags, model, data), ``last.ckpt``
-(epochs trained, the best ``val/acc`` its checkpoint callback recorded) and ``metrics.json`` (``test/acc``).
+(epochs trained, the best ``val/acc`` its checkpoint callback recorded) and ``metrics.json`` (``test/acc``). Runs
+that differ only in their seed (``repeat``'s, or fits repeated by hand) share a ``group`` number, and each group's
+``test/acc`` spread follows the table.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,7 +23,8 @@ from lightning_cnn.run_folder import LAST, RUNS_FOLDER, run_version, runs_under
 from lightning_cnn.tools.options import ToolParser
 from lightning_cnn.tools.tables import format_table
 
-COLUMNS = ["version", "name", "tags", "model", "data", "differs", "epochs", "best val/acc", "test/acc"]
+COLUMNS = ["version", "name", "tags", "model", "data", "differs", "group", "epochs", "best val/acc", "test/acc"]
+SEED = "seed_everything"
 COMPARED = ("seed_everything", "model", "data", "trainer")  # the sections whose options tell runs apart
 # options that say where a run ran or how it is shown, not what it trained
 NOT_COMPARED = {"trainer.default_root_dir", "trainer.logger", "trainer.callbacks", "trainer.enable_progress_bar"}
@@ -74,6 +78,7 @@ def run_row(run_dir: Path) -> dict[str, Any]:
         "model": _short(config.get("model")),
         "data": _short(config.get("data")),
         "differs": "",
+        "group": "",
         "epochs": "",
         "best val/acc": "",
         "test/acc": "",
@@ -103,15 +108,48 @@ def list_runs(root: Path) -> list[dict[str, Any]]:
         raise ConfigError(f"runs: no {RUNS_FOLDER} folder under {root}; give the --trainer.default_root_dir of runs")
     folders = sorted((p for p in runs.iterdir() if p.is_dir() and run_version(p) >= 0), key=run_version)
     rows = [run_row(folder) for folder in folders]
-    for row, differs in zip(rows, differences([run_config(folder) for folder in folders]), strict=True):
+    configs = [run_config(folder) for folder in folders]
+    for row, differs in zip(rows, differences(configs), strict=True):
         row["differs"] = differs
+    for number, members in enumerate(seed_groups(configs), start=1):
+        for index in members:
+            rows[index]["group"] = number
     return rows
+
+
+def seed_groups(configs: list[dict[str, Any]]) -> list[list[int]]:
+    """The indexes of runs whose compared options are the same but for the seed, for each set of two or more
+    runs with different seeds: the repeated runs of one recipe, in the order of their first run."""
+    groups: dict[str, list[int]] = {}
+    for index, config in enumerate(configs):
+        options = _options(config)
+        seed = options.pop(SEED, None)
+        if config and seed is not None:
+            groups.setdefault(repr(sorted(options.items())), []).append(index)
+    seeds = [[_options(configs[i]).get(SEED) for i in members] for members in groups.values()]
+    return [members for members, found in zip(groups.values(), seeds, strict=True) if len(set(map(repr, found))) > 1]
+
+
+def group_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """A line per group of repeated runs: their versions and the spread of their test/acc."""
+    lines = []
+    for number in sorted({row["group"] for row in rows if row["group"] != ""}):
+        members = [row for row in rows if row["group"] == number]
+        versions = ", ".join(str(row["version"]) for row in members)
+        tested = [float(row["test/acc"]) for row in members if row["test/acc"] != ""]
+        spread = "not tested"
+        if tested:
+            std = statistics.stdev(tested) if len(tested) > 1 else 0.0
+            spread = (f"test/acc min {min(tested):.4f}, mean {statistics.fmean(tested):.4f} ± {std:.4f},"
+                      f" max {max(tested):.4f} over {len(tested)} tested")  # fmt: skip
+        lines.append(f"group {number}: versions {versions}, the same options but for the seed; {spread}")
+    return lines
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     """Rows as aligned text, numbers on the right."""
     cells = [[str(row[c]) for c in COLUMNS] for row in rows]
-    return format_table(COLUMNS, cells, right={"version", "epochs", "best val/acc", "test/acc"})
+    return format_table(COLUMNS, cells, right={"version", "group", "epochs", "best val/acc", "test/acc"})
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -126,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
         writer.writeheader()
         writer.writerows(rows)
     else:
-        print(table(rows))
+        print("\n".join([table(rows), *group_summary(rows)]))
 
 
 if __name__ == "__main__":
