@@ -92,6 +92,7 @@ def test_without_a_test_the_table_holds_val_metrics(run_cli, mnist_dir, tmp_path
          "error: repeat sets --seed_everything for every run itself; leave it out and give --seeds"),
         (["--seeds"], "error: lightning-cnn repeat: argument --seeds: expected at least one argument"),
         (["--seeds", "x"], "error: lightning-cnn repeat: argument --seeds: invalid int value: 'x'"),
+        (["--seeds", "1", "--workers", "0"], "error: lightning-cnn repeat: --workers must be at least 1, got 0"),
     ],
 )  # fmt: skip
 def test_bad_options_fail_in_one_line(run_cli, tmp_path, args, message):
@@ -131,3 +132,19 @@ def test_runs_groups_only_runs_that_differ_in_their_seed_alone():
     configs = [config(1, 0.1), config(2, 0.1), config(1, 0.2), config(3, 0.1), config(2, 0.2), config(1, 0.3), {}]
     assert seed_groups(configs) == [[0, 1, 3], [2, 4]]  # lr 0.3 ran once; an empty config belongs nowhere
     assert seed_groups([config(1, 0.1), config(1, 0.1)]) == []  # the same seed twice is a rerun, not a repeat
+
+
+def test_two_workers_train_the_seeds_at_once_into_their_own_runs(run_cli, mnist_dir, tmp_path):
+    code, err = run_cli("repeat", "--seeds", 7, 3, "--workers", 2, "--data.data_dir", mnist_dir,
+                        "--trainer.default_root_dir", tmp_path, *REPEAT_QUICK)  # fmt: skip
+    assert code == 0, err
+    assert "2 runs, 2 at a time, seeds 7 3" in err
+    logs = tmp_path / "lightning_logs"
+    record = json.loads(next(logs.glob("repeat_*/repeat.json")).read_text())
+    assert record["complete"] and [entry["seed"] for entry in record["runs"]] == [7, 3]  # the order given
+    assert len({entry["run_dir"] for entry in record["runs"]}) == 2
+    for entry in record["runs"]:
+        run = Path(entry["run_dir"])
+        assert yaml.safe_load((run / "config.yaml").read_text())["seed_everything"] == entry["seed"]
+        tested = json.loads((run / "metrics.json").read_text())
+        assert entry["metrics"]["test/acc"] == pytest.approx(tested["test/acc"])

@@ -1,6 +1,7 @@
 """Repeated runs: ``python -m lightning_cnn repeat --seeds 42 1 2 3 --config CONFIG [fit options]``.
 
-The recipe trains once per seed (``seed_everything SEED``), one after the other, and is tested after each fit
+The recipe trains once per seed (``seed_everything SEED``), one after the other (``--workers N``: N at a time, each
+in its own process with its share of the CPU threads), and is tested after each fit
 (``test_after_fit true`` unless given), so the spread of its test accuracy over seeds is measured rather than
 guessed from one run. Every run is an ordinary run in ``lightning_logs/version_N`` (``lightning-cnn runs`` shows
 its seed in the "differs" column). The table of each run's ``test/*`` metrics (``val/*`` when no test ran), with
@@ -13,9 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
+import multiprocessing
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from lightning_cnn.config_files import option_given
 from lightning_cnn.errors import ConfigError
@@ -33,8 +38,17 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=None, metavar="SEED", help="the seeds, one run each (seed_everything)"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs trained at once, each in its own process (default: 1, one after the other)",
+    )
     add_resume_option(parser, "repeat", "repeat", "runs")
     args, fit_args = parser.parse_known_args(list(argv))
+    if args.workers < 1:
+        parser.error(f"--workers must be at least 1, got {args.workers}")
     if args.resume is None and args.seeds is None:
         parser.error("give --seeds, e.g. --seeds 42 1 2 3 (or --resume FOLDER)")
     if args.seeds is not None and len(set(args.seeds)) < len(args.seeds):
@@ -51,6 +65,33 @@ def run_args(fit_args: list[str], seed: int) -> list[str]:
     if not option_given(fit_args, "test_after_fit"):
         args += ["--test_after_fit", "true"]
     return args
+
+
+def fit_in_worker(args: list[str], threads: int) -> runner.FitResult:
+    """``fit ARGS`` in a worker process that uses ``threads`` CPU threads: one of several runs at once."""
+    torch.set_num_threads(threads)
+    return runner.run_fit(args)
+
+
+def fits(
+    fit_args: list[str], seeds: list[int], workers: int, starting: Callable[[int], None]
+) -> Iterator[tuple[int, runner.FitResult]]:
+    """Each seed's finished fit, as (seed, result): one after the other in this process (``starting(seed)`` called
+    before each), or ``workers`` at a time in worker processes (spawned: a fresh interpreter each), in the order
+    they end."""
+    if workers == 1 or len(seeds) == 1:
+        for seed in seeds:
+            starting(seed)
+            yield seed, runner.run_fit(run_args(fit_args, seed))
+        return
+    if not option_given(fit_args, "trainer.enable_progress_bar"):  # several bars at once would garble the console
+        fit_args = [*fit_args, "--trainer.enable_progress_bar", "false"]
+    threads = max(1, torch.get_num_threads() // min(workers, len(seeds)))
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        started = {pool.submit(fit_in_worker, run_args(fit_args, seed), threads): seed for seed in seeds}
+        for done in as_completed(started):
+            yield started[done], done.result()
 
 
 def load_previous(folder: Path, seeds: list[int] | None, fit_args: list[str]) -> dict[str, Any]:
@@ -104,12 +145,19 @@ def main(argv: Sequence[str]) -> None:
         args.seeds, fit_args = record["seeds"], record["fit_args"]
         experiment.resume(args.seeds, record["runs"], record["wall_time_s"])
     runs_root = runner.runs_folder(run_args(fit_args, args.seeds[0]))  # every option checked before the first run
-    missing = set(experiment.missing())
+    missing = experiment.missing()
     if args.resume is not None:
-        runner.remove_abandoned_runs(runs_root, "repeat", lambda config: abandoned_seed(config, missing))
-    for seed in experiment.missing():
-        experiment.progress(f"run {args.seeds.index(seed) + 1} of {len(args.seeds)}, seed {seed}")
-        result = runner.run_fit(run_args(fit_args, seed))
+        runner.remove_abandoned_runs(runs_root, "repeat", lambda config: abandoned_seed(config, set(missing)))
+
+    def which(seed: int) -> str:
+        return f"run {args.seeds.index(seed) + 1} of {len(args.seeds)}, seed {seed}"
+
+    at_once = min(args.workers, len(missing))
+    if at_once > 1:
+        experiment.progress(f"{len(missing)} runs, {at_once} at a time, seeds {' '.join(map(str, missing))}")
+    for seed, result in fits(fit_args, missing, args.workers, lambda seed: experiment.progress(which(seed))):
+        if at_once > 1:
+            experiment.progress(f"{which(seed)} done")
         metrics = result.test_metrics or result.metrics
         if not metrics:
             raise ConfigError(f"repeat: the run of seed {seed} logged no test/* or val/* metric; does it test or"
