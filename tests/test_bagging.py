@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from lightning_cnn.data import MNISTDataModule
+from lightning_cnn.inference.calibration import probability_ece
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import load_trained
 from tests.helpers.runs import QUICK
@@ -77,13 +78,19 @@ def test_bag_trains_members_on_bootstrap_resamples_and_ensemble_reports_bagging_
     assert code == 0, err
     result = json.loads(out.read_text())
     assert [m["bootstrap_seed"] for m in result["members"]] == [0, 1]
-    assert result["bagging"] == {"members": 2, "test_acc": result["ensemble_test_acc"]}
+    both = {"test_acc": result["ensemble_test_acc"], "test_ece": result["ensemble_test_ece"]}
+    assert result["bagging"] == {"members": 2, **both}
     # stacking: the logistic regression fit on the members' outputs for the 240 validation images, tested on 300
     members = [load_trained(run) for run in runs]
     datamodule = splits(mnist_dir)
     datamodule.setup("test")
     val = [m.probabilities(datamodule.val_set.images) for m in members]
     test = [m.probabilities(datamodule.test_set.images) for m in members]
-    stacked = fit_stacker(val, datamodule.val_set.labels).probabilities(test).argmax(1)
-    expected = (stacked == datamodule.test_set.labels).float().mean().item()
-    assert result["stacking"] == {"test_acc": pytest.approx(expected, abs=1e-6), "val_images": 240}
+    stacked = fit_stacker(val, datamodule.val_set.labels).probabilities(test)
+    expected = (stacked.argmax(1) == datamodule.test_set.labels).float().mean().item()
+    expected_ece = probability_ece(stacked, datamodule.test_set.labels)
+    assert result["stacking"] == {
+        "test_acc": pytest.approx(expected, abs=1e-6),
+        "test_ece": pytest.approx(expected_ece, abs=1e-5),
+        "val_images": 240,
+    }

@@ -53,13 +53,14 @@ def test_table_lists_members_mean_average_and_stacking(mnist_runs, mnist_dir, ca
           "--output", str(tmp_path / "e.json")])  # fmt: skip
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads((tmp_path / "e.json").read_text())
-    assert lines[0].split() == ["member", "model", "trained", "on", "test/acc"] and len(lines) == 6
-    assert lines[1].split()[-1] == f"{result['members'][0]['test_acc']:.4f}" and "LeNet5" in lines[1]
+    assert lines[0].split() == ["member", "model", "trained", "on", "calibrated", "test/acc", "test/ece"]
+    assert len(lines) == 6
+    assert lines[1].split()[-2] == f"{result['members'][0]['test_acc']:.4f}" and "LeNet5" in lines[1]
     assert "training split" in lines[1] and result["bagging"] is None  # no member trained on a bootstrap resample
-    assert lines[3].startswith("mean of members") and lines[3].endswith(f"{result['member_mean_test_acc']:.4f}")
-    assert lines[4].startswith("softmax average of 2") and lines[4].endswith(f"{result['ensemble_test_acc']:.4f}")
+    assert lines[3].startswith("mean of members") and f"{result['member_mean_test_acc']:.4f}" in lines[3]
+    assert lines[4].startswith("softmax average of 2") and f"{result['ensemble_test_acc']:.4f}" in lines[4]
     assert lines[5].startswith("stacking (fit on 240 validation images)")
-    assert lines[5].endswith(f"{result['stacking']['test_acc']:.4f}")
+    assert lines[5].split()[-2:] == [f"{result['stacking'][k]:.4f}" for k in ("test_acc", "test_ece")]
 
 
 def test_stacking_is_skipped_with_the_reason_when_members_validated_on_other_splits(mnist_runs, mnist_dir, tmp_path):

@@ -2,8 +2,8 @@
 divides a trained run's logits, fit on its validation split by minimizing the negative log-likelihood.
 
 Dividing by T changes no prediction (the order of the logits stays) but the confidences: T > 1 softens an
-over-confident network. ``calibrate`` fits and stores T in the run folder (``calibration.json``); ``predict-files``
-reads it back.
+over-confident network. ``calibrate`` fits and stores T in the run folder (``calibration.json``); ``predict-files``,
+``ensemble`` and ``export`` read it back (``applied_temperature``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.models.calibration import calibration_metrics
+from lightning_cnn.models.calibration import ReliabilityBins, calibration_metrics
 
 CALIBRATION_FILE = "calibration.json"
 
@@ -36,8 +36,38 @@ def nll(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> float:
 
 def ece(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> float:
     """Expected calibration error of softmax(logits / temperature), binned as ``test/ece`` is."""
-    metric = calibration_metrics(logits.shape[1])["ece"]
-    return float(metric((logits.double() / temperature).softmax(dim=1).float(), labels))
+    return probability_ece(scaled_probabilities(logits, temperature), labels)
+
+
+def probability_ece(probabilities: Tensor, labels: Tensor) -> float:
+    """Expected calibration error of class probabilities (N, C), such as an ensemble's averaged ones."""
+    return float(calibration_metrics(probabilities.shape[1])["ece"](probabilities.float(), labels))
+
+
+def scaled_probabilities(logits: Tensor, temperature: float = 1.0) -> Tensor:
+    """softmax(logits / temperature) in float32, computed in float64."""
+    return (logits.double() / temperature).softmax(dim=1).float()
+
+
+def calibration_figures(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> dict[str, float]:
+    """ECE, MCE, NLL and accuracy of softmax(logits / temperature): what temperature scaling changes (all but the
+    accuracy, as dividing by T > 0 keeps every prediction)."""
+    probabilities = scaled_probabilities(logits, temperature)
+    metrics = calibration_metrics(logits.shape[1])
+    return {
+        "ece": float(metrics["ece"](probabilities, labels)),
+        "mce": float(metrics["mce"](probabilities, labels)),
+        "nll": nll(logits, labels, temperature),
+        "acc": float((probabilities.argmax(dim=1) == labels).float().mean()),
+    }
+
+
+def reliability_bins(logits: Tensor, labels: Tensor, temperature: float = 1.0) -> Tensor:
+    """``ReliabilityBins``' (3, bins) result for softmax(logits / temperature): images, mean confidence and accuracy
+    per bin, as the report's ``reliability.png`` draws them."""
+    bins = ReliabilityBins()
+    bins.update(scaled_probabilities(logits, temperature), labels)
+    return bins.compute()
 
 
 def fit_temperature(logits: Tensor, labels: Tensor, max_iter: int = 200) -> float:
@@ -76,3 +106,23 @@ def stored_calibration(checkpoint: Path) -> dict[str, Any] | None:
     if not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"{path}: the temperature must be a positive number, got {temperature}")
     return {**record, "temperature": temperature, "path": path}
+
+
+def applied_temperature(checkpoint: Path, calibrated: bool = True) -> tuple[float | None, str | None]:
+    """The temperature to divide ``checkpoint``'s logits by: its run's stored one when ``calibrated`` and it was fit
+    for this very checkpoint, else None (the raw logits); with one line saying which (None when the run has no
+    ``calibration.json``)."""
+    record = stored_calibration(checkpoint)
+    if record is None:
+        return None, None
+    path, temperature = record["path"], record["temperature"]
+    if not calibrated:
+        return None, f"not calibrated: --calibrated false ignores the temperature {temperature:.4f} of {path}"
+    fit_for = path.parent / str(record.get("checkpoint", ""))
+    if fit_for.resolve() != Path(checkpoint).resolve():
+        return None, (
+            f"not calibrated: the temperature of {path} was fit for {fit_for}, not {checkpoint};"
+            " run 'lightning-cnn calibrate' again"
+        )
+    note = f"calibrated: probabilities of the logits divided by the temperature {temperature:.4f} of {path}"
+    return temperature, note

@@ -3,7 +3,9 @@ trained on: each alone, their softmax outputs averaged (bagging, when they were 
 stacked (a logistic regression fit on their outputs for the validation split).
 
 Each member sees the images through its own recorded preprocessing; the members must agree on the classes and the
-input shape. The table goes to stdout, the figures to ``ensemble.json``.
+input shape. A member calibrated by ``lightning-cnn calibrate`` contributes the softmax of its logits divided by its
+temperature (``--calibrated false``: the raw softmax). The table (accuracy and ECE of each row) goes to stdout, the
+figures to ``ensemble.json``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,17 @@ from lightning_cnn.checkpoints import class_of
 from lightning_cnn.config_files import find_config
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, check_file
+from lightning_cnn.inference.calibration import applied_temperature, probability_ece
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
 from lightning_cnn.internals import CLASS_PATH_KEY, INSTANTIATOR_KEY, saved_class_path
-from lightning_cnn.tools.options import ToolParser, add_device_option, add_trust_option, resolve_device
+from lightning_cnn.tools.options import (
+    ToolParser,
+    add_calibrated_option,
+    add_device_option,
+    add_trust_option,
+    resolve_device,
+)
 from lightning_cnn.tools.tables import format_table
 
 # data module settings that only matter for training (a bootstrap resample changes the training images alone), and
@@ -54,6 +63,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]
     parser.add_argument("--batch_size", type=int, default=512, help="images per forward pass (default: 512)")
     add_device_option(parser)
     add_trust_option(parser)
+    add_calibrated_option(parser)
     args, rest = parser.parse_known_args(list(argv))
     overrides: dict[str, Any] = {}
     i = 0
@@ -148,38 +158,60 @@ def stacking_problem(members: Sequence[TrainedModel], val_labels: Tensor) -> str
     return None
 
 
-def evaluate(members: Sequence[TrainedModel], val: Split, test: Split, batch_size: int) -> dict[str, Any]:
-    """Each member's test accuracy, their mean, the accuracy of the averaged softmax outputs (of all members, and of
-    the bootstrap-trained ones: bagging), and of stacking, fit on the validation split."""
+def evaluate(
+    members: Sequence[TrainedModel],
+    val: Split,
+    test: Split,
+    batch_size: int,
+    temperatures: Sequence[float | None] | None = None,
+) -> dict[str, Any]:
+    """Each member's test accuracy and ECE, their mean, those of the averaged softmax outputs (of all members, and of
+    the bootstrap-trained ones: bagging), and of stacking, fit on the validation split. A member's temperature (None:
+    not calibrated) divides its logits first."""
     images, labels = test
-    test_probs = [member.probabilities(images, batch_size) for member in members]
+    temps = list(temperatures) if temperatures is not None else [None] * len(members)
+    test_probs = [member.probabilities(images, batch_size, t or 1.0) for member, t in zip(members, temps, strict=True)]
     rows = [
         {
             "ckpt_path": str(member.checkpoint_path),
             "model": type(member.model).__name__,
             "bootstrap_seed": member.datamodule_hparams.get("bootstrap_seed"),
+            "temperature": t,
             "test_acc": accuracy(probs, labels),
+            "test_ece": probability_ece(probs, labels),
         }
-        for member, probs in zip(members, test_probs, strict=True)
+        for member, probs, t in zip(members, test_probs, temps, strict=True)
     ]
+    averaged = torch.stack(test_probs).mean(0)
     result: dict[str, Any] = {
         "members": rows,
         "member_mean_test_acc": sum(row["test_acc"] for row in rows) / len(rows),
-        "ensemble_test_acc": accuracy(torch.stack(test_probs).mean(0), labels),
+        "member_mean_test_ece": sum(row["test_ece"] for row in rows) / len(rows),
+        "ensemble_test_acc": accuracy(averaged, labels),
+        "ensemble_test_ece": probability_ece(averaged, labels),
         "num_images": len(labels),
     }
     bagged = [probs for row, probs in zip(rows, test_probs, strict=True) if row["bootstrap_seed"] is not None]
+    bagged_mean = torch.stack(bagged).mean(0) if len(bagged) >= 2 else None
     result["bagging"] = (
-        {"members": len(bagged), "test_acc": accuracy(torch.stack(bagged).mean(0), labels)}
-        if len(bagged) >= 2
+        {
+            "members": len(bagged),
+            "test_acc": accuracy(bagged_mean, labels),
+            "test_ece": probability_ece(bagged_mean, labels),
+        }
+        if bagged_mean is not None
         else None
     )
     problem = stacking_problem(members, val[1])
     if problem is None:
-        val_probs = [member.probabilities(val[0], batch_size) for member in members]
+        val_probs = [
+            member.probabilities(val[0], batch_size, t or 1.0) for member, t in zip(members, temps, strict=True)
+        ]
         stacker = fit_stacker(val_probs, val[1])
+        stacked = stacker.probabilities(test_probs)
         result["stacking"] = {
-            "test_acc": accuracy(stacker.probabilities(test_probs), labels),
+            "test_acc": accuracy(stacked, labels),
+            "test_ece": probability_ece(stacked, labels),
             "val_images": len(val[1]),
         }
     else:
@@ -188,28 +220,45 @@ def evaluate(members: Sequence[TrainedModel], val: Split, test: Split, batch_siz
 
 
 def table(result: dict[str, Any]) -> str:
-    """The figures as an aligned text table: members, their mean, averaging (bagging), stacking."""
+    """The figures as an aligned text table: members (calibrated or not), their mean, averaging (bagging), stacking;
+    accuracy and ECE of each."""
     n = len(result["members"])
     lines = []
     for row in result["members"]:
         data = "training split" if row["bootstrap_seed"] is None else f"bootstrap {row['bootstrap_seed']}"
-        lines.append((row["ckpt_path"], row["model"], data, f"{row['test_acc']:.4f}"))
-    lines.append(("mean of members", "", "", f"{result['member_mean_test_acc']:.4f}"))
+        calibrated = "no" if row["temperature"] is None else f"T={row['temperature']:.3f}"
+        lines.append((row["ckpt_path"], row["model"], data, calibrated, *_figures(row)))
+    mean = {"test_acc": result["member_mean_test_acc"], "test_ece": result["member_mean_test_ece"]}
+    lines.append(("mean of members", "", "", "", *_figures(mean)))
+    average = {"test_acc": result["ensemble_test_acc"], "test_ece": result["ensemble_test_ece"]}
     bagging = result["bagging"]
     if bagging and bagging["members"] == n:
-        lines.append((f"bagging (softmax average of {n})", "", "", f"{result['ensemble_test_acc']:.4f}"))
+        lines.append((f"bagging (softmax average of {n})", "", "", "", *_figures(average)))
     else:
-        lines.append((f"softmax average of {n}", "", "", f"{result['ensemble_test_acc']:.4f}"))
+        lines.append((f"softmax average of {n}", "", "", "", *_figures(average)))
         if bagging:
             m = bagging["members"]
-            lines.append((f"bagging (softmax average of the {m} bootstrap)", "", "", f"{bagging['test_acc']:.4f}"))
+            lines.append((f"bagging (softmax average of the {m} bootstrap)", "", "", "", *_figures(bagging)))
     stacking = result["stacking"]
     if "test_acc" in stacking:
         label = f"stacking (fit on {stacking['val_images']} validation images)"
-        lines.append((label, "", "", f"{stacking['test_acc']:.4f}"))
+        lines.append((label, "", "", "", *_figures(stacking)))
     else:
-        lines.append(("stacking", "", "", f"skipped: {stacking['skipped']}"))
-    return format_table(["member", "model", "trained on", "test/acc"], lines, right={"test/acc"})
+        lines.append(("stacking", "", "", "", f"skipped: {stacking['skipped']}", ""))
+    header = ["member", "model", "trained on", "calibrated", "test/acc", "test/ece"]
+    return format_table(header, lines, right={"test/acc", "test/ece"})
+
+
+def _figures(figures: dict[str, Any]) -> tuple[str, str]:
+    return f"{figures['test_acc']:.4f}", f"{figures['test_ece']:.4f}"
+
+
+def member_temperature(member: TrainedModel, calibrated: bool) -> float | None:
+    """The temperature of a calibrated member (None: not calibrated), noting on stderr why a stored one is unused."""
+    temperature, note = applied_temperature(member.checkpoint_path, calibrated)
+    if temperature is None and note:
+        sys.stderr.write(note + "\n")
+    return temperature
 
 
 def main(argv: Sequence[str]) -> None:
@@ -224,7 +273,9 @@ def main(argv: Sequence[str]) -> None:
             f"the test images of {class_path} are {tuple(test[0].shape[1:])}, the members take"
             f" {members[0].preprocessing.input_shape}; give the data settings the runs were trained with"
         )
-    result = evaluate(members, val, test, args.batch_size)
+    temperatures = [member_temperature(member, args.calibrated) for member in members]
+    result = evaluate(members, val, test, args.batch_size, temperatures)
+    result["calibrated"] = args.calibrated
     result["data"] = {"class_path": class_path, "init_args": init_args}
     print(table(result))
     output = Path(args.output)

@@ -3,8 +3,9 @@ PyTorch with onnxruntime.
 
 The exported model includes the run's normalization: it takes float32 images in [0, 1], shaped
 (batch, channels, height, width) at the training size, any batch size, and returns logits (apply softmax for
-probabilities). A ``<output>.json`` beside it records the classes, the input shape and the mean/std that are
-built in.
+probabilities). A run calibrated by ``lightning-cnn calibrate`` returns its logits divided by the stored
+temperature T (built in too, so their softmax is the calibrated probabilities) unless ``--calibrated false``. A
+``<output>.json`` beside it records the classes, the input shape, the mean/std and the temperature that are built in.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from torch import Tensor, nn
 
 from lightning_cnn.data.base import normalize
 from lightning_cnn.errors import LightningCnnError
+from lightning_cnn.inference.calibration import applied_temperature
 from lightning_cnn.inference.trained import Preprocessing, load_trained
-from lightning_cnn.tools.options import ToolParser, add_trust_option
+from lightning_cnn.tools.options import ToolParser, add_calibrated_option, add_trust_option
 
 TOLERANCE = 1e-4  # largest absolute logit difference accepted between the exported model and PyTorch
 
@@ -33,16 +35,19 @@ class ExportError(LightningCnnError):
 
 
 class NormalizedClassifier(nn.Module):
-    """The network with the run's normalization in front: float images in [0, 1] → logits."""
+    """The network with the run's normalization in front and its temperature behind: float images in [0, 1] →
+    logits / temperature (1: the raw logits, and no division in the graph)."""
 
-    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float]) -> None:
+    def __init__(self, net: nn.Module, mean: Sequence[float], std: Sequence[float], temperature: float = 1.0) -> None:
         super().__init__()
         self.net = net
         self.mean = tuple(mean)
         self.std = tuple(std)
+        self.temperature = float(temperature)
 
     def forward(self, images: Tensor) -> Tensor:
-        return self.net(normalize(images, self.mean, self.std))
+        logits = self.net(normalize(images, self.mean, self.std))
+        return logits / self.temperature if self.temperature != 1.0 else logits
 
 
 def export_onnx(module: nn.Module, example: Tensor, path: Path) -> None:
@@ -96,12 +101,18 @@ def export_torchscript(module: nn.Module, example: Tensor, path: Path, images: T
 
 
 def export_model(
-    net: nn.Module, preprocessing: Preprocessing, output: Path, torchscript: bool = False, check_batch: int = 3
+    net: nn.Module,
+    preprocessing: Preprocessing,
+    output: Path,
+    torchscript: bool = False,
+    check_batch: int = 3,
+    temperature: float | None = None,
 ) -> dict[str, float]:
-    """Export ``net`` with its normalization to ``output`` (ONNX), a JSON of its preprocessing beside it, and
-    optionally TorchScript; check them on a random batch of ``check_batch`` images (another size than the example,
-    so the dynamic batch axis is exercised). Raises ``ExportError`` past ``TOLERANCE``."""
-    module = NormalizedClassifier(net, preprocessing.mean, preprocessing.std).eval()
+    """Export ``net`` with its normalization (and a calibrated run's ``temperature``, dividing its logits) to
+    ``output`` (ONNX), a JSON of its preprocessing beside it, and optionally TorchScript; check them on a random batch
+    of ``check_batch`` images (another size than the example, so the dynamic batch axis is exercised). Raises
+    ``ExportError`` past ``TOLERANCE``."""
+    module = NormalizedClassifier(net, preprocessing.mean, preprocessing.std, temperature or 1.0).eval()
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(2, *preprocessing.input_shape, generator=generator)
     images = torch.rand(check_batch, *preprocessing.input_shape, generator=generator)
@@ -111,7 +122,11 @@ def export_model(
         diffs["torchscript"] = export_torchscript(module, example, output.with_suffix(".pt"), images)
     metadata = {
         "input": "float32 images in [0, 1], (batch, channels, height, width); normalization is built in",
-        "output": "logits (apply softmax for probabilities), one per class in this order",
+        "output": "logits (apply softmax for probabilities), one per class in this order"
+        if temperature is None
+        else "calibrated logits: the network's logits divided by the temperature (apply softmax for calibrated"
+        " probabilities), one per class in this order",
+        "temperature": temperature,
         "input_shape": list(preprocessing.input_shape),
         "mean": list(preprocessing.mean),
         "std": list(preprocessing.std),
@@ -132,7 +147,8 @@ def main(argv: Sequence[str]) -> None:
     parser = ToolParser(
         prog="lightning-cnn export",
         description="Export a trained run to ONNX (dynamic batch axis, normalization built in: input float32 "
-        "images in [0, 1] at the training size, output logits) and check it against PyTorch with onnxruntime.",
+        "images in [0, 1] at the training size, output logits, divided by the temperature of a calibrated run) and"
+        " check it against PyTorch with onnxruntime.",
     )
     parser.add_argument(
         "--ckpt_path", required=True, help="a checkpoint file, or a run folder (its best checkpoint, else last.ckpt)"
@@ -141,12 +157,18 @@ def main(argv: Sequence[str]) -> None:
     add_trust_option(parser)
     parser.add_argument("--torchscript", action="store_true", help="also write a traced TorchScript file (.pt)")
     parser.add_argument("--check_batch", type=int, default=3, help="images in the check batch (default: 3)")
+    add_calibrated_option(parser)
     args = parser.parse_args(list(argv))
     if args.check_batch < 1:
         parser.error(f"--check_batch must be at least 1, got {args.check_batch}")
     trained = load_trained(args.ckpt_path, "cpu", trust=args.trust_checkpoint)
     output = Path(args.output)
-    diffs = export_model(trained.model.net, trained.preprocessing, output, args.torchscript, args.check_batch)
+    temperature, note = applied_temperature(trained.checkpoint_path, args.calibrated)
+    if note:
+        sys.stderr.write(note + "\n")
+    diffs = export_model(
+        trained.model.net, trained.preprocessing, output, args.torchscript, args.check_batch, temperature
+    )
     shape = "×".join(map(str, trained.preprocessing.input_shape))
     print(f"exported {trained.checkpoint_path} ({type(trained.model).__name__}, input N×{shape}) to {output}")
     for kind, diff in diffs.items():

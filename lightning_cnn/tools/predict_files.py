@@ -23,7 +23,7 @@ from PIL import Image
 
 from lightning_cnn.data.image_files import decode_files
 from lightning_cnn.errors import ConfigError, DataNotFoundError
-from lightning_cnn.inference.calibration import stored_calibration
+from lightning_cnn.inference.calibration import applied_temperature
 from lightning_cnn.inference.trained import TrainedModel, load_trained
 from lightning_cnn.tools.options import (
     ToolParser,
@@ -180,24 +180,10 @@ def main(argv: Sequence[str]) -> None:
 def run_temperature(trained: TrainedModel, calibrated: bool) -> float:
     """The temperature of the run's ``calibration.json`` when ``calibrated`` and it was fit for this checkpoint, else 1;
     says on stderr in one line which, when the run has one."""
-    record = stored_calibration(trained.checkpoint_path)
-    if record is None:
-        return 1.0
-    path, temperature = record["path"], record["temperature"]
-    if not calibrated:
-        sys.stderr.write(f"not calibrated: --calibrated false ignores the temperature {temperature:.4f} of {path}\n")
-        return 1.0
-    fit_for = path.parent / str(record.get("checkpoint", ""))
-    if fit_for.resolve() != trained.checkpoint_path.resolve():
-        sys.stderr.write(
-            f"not calibrated: the temperature of {path} was fit for {fit_for}, not {trained.checkpoint_path};"
-            " run 'lightning-cnn calibrate' again\n"
-        )
-        return 1.0
-    sys.stderr.write(
-        f"calibrated: probabilities of the logits divided by the temperature {temperature:.4f} of {path}\n"
-    )
-    return temperature
+    temperature, note = applied_temperature(trained.checkpoint_path, calibrated)
+    if note:
+        sys.stderr.write(note + "\n")
+    return temperature or 1.0
 
 
 def write_predictions(

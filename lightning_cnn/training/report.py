@@ -263,7 +263,7 @@ def confusion_figure(confusion: Tensor, classes: list[str], accuracy: float | No
     return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
-def reliability_figure(bins: Tensor, scalars: dict[str, float]) -> np.ndarray:
+def reliability_figure(bins: Tensor, scalars: dict[str, float], title: str = "Test reliability") -> np.ndarray:
     """The reliability diagram as an RGB image (H, W, 3) uint8: per confidence bin, the accuracy of its images
     against their mean confidence, the diagonal of perfect calibration, and the share of images per bin.
 
@@ -287,7 +287,7 @@ def reliability_figure(bins: Tensor, scalars: dict[str, float]) -> np.ndarray:
     figures = [
         f"{key.removeprefix('test/').upper()} {scalars[key]:.4f}" for key in ("test/ece", "test/mce") if key in scalars
     ]
-    top.set_title(f"Test reliability, {int(count.sum())} images" + (f", {', '.join(figures)}" if figures else ""))
+    top.set_title(f"{title}, {int(count.sum())} images" + (f", {', '.join(figures)}" if figures else ""))
     top.legend(loc="upper left")
     share = count / max(count.sum(), 1)
     bottom.bar(edges[:-1], share, width=1 / n_bins, align="edge", edgecolor="black", color="tab:gray")
