@@ -15,6 +15,7 @@ from lightning_cnn.data import MNISTDataModule
 from lightning_cnn.data.base import split_indices
 from tests.helpers.faults import run_in_child
 from tests.helpers.runs import QUICK, scalars
+from tests.helpers.writers import write_image_folder
 
 KFOLD_QUICK = [*QUICK, "--trainer.max_epochs", "1", "--test_after_fit", "false"]
 
@@ -68,11 +69,19 @@ def test_bad_fold_options_fail_in_one_line(run_cli, mnist_dir, tmp_path, args, m
     assert not (tmp_path / "lightning_logs").exists()
 
 
-def test_more_folds_than_images_fail_in_one_line(run_cli, mnist_dir, tmp_path):
-    code, err = run_cli("kfold", "--folds", 2000, "--data.data_dir", mnist_dir, "--trainer.default_root_dir", tmp_path,
-                        *KFOLD_QUICK)  # fmt: skip
+def test_more_folds_than_images_fail_in_one_line(run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_CNN_CACHE", str(tmp_path / "cache"))
+    write_image_folder(tmp_path / "images", 40, seed=3)
+    code, err = run_cli("kfold", "--folds", 50, "--data", "ImageFolderDataModule", "--data.root", tmp_path / "images",
+                        "--data.val_size", 0, "--trainer.default_root_dir", tmp_path, *KFOLD_QUICK)  # fmt: skip
     assert code == 2
-    assert err.strip().splitlines()[-1] == "error: data.num_folds=2000 is more than the 1200 training images"
+    assert err.strip().splitlines()[-1] == "error: data.num_folds=50 is more than the 40 training images"
+
+
+def test_folds_beyond_a_hundred_fail_before_any_run(run_cli, tmp_path):
+    code, err = run_cli("kfold", "--folds", 1000000000000, "--trainer.default_root_dir", tmp_path)
+    assert code == 2
+    assert err.strip() == "error: --folds must be from 2 to 100 (one fit per fold), got 1000000000000"
 
 
 def test_three_fold_cross_validation_leaves_three_runs_and_a_summary(run_cli, mnist_dir, tmp_path):

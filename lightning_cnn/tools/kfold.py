@@ -29,6 +29,8 @@ from lightning_cnn.experiments.runner import (
 from lightning_cnn.tools.options import ToolParser, add_resume_option
 from lightning_cnn.tools.tables import format_table, write_csv
 
+MAX_FOLDS = 100  # one fit each: beyond this a cross-validation is leave-one-out in all but name and never ends
+
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     parser = ToolParser(
@@ -41,8 +43,8 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     args, fit_args = parser.parse_known_args(list(argv))
     if args.resume is None and args.folds is None:
         args.folds = 5
-    if args.folds is not None and args.folds < 2:
-        raise ConfigError(f"--folds must be at least 2, got {args.folds}")
+    if args.folds is not None and not 2 <= args.folds <= MAX_FOLDS:
+        raise ConfigError(f"--folds must be from 2 to {MAX_FOLDS} (one fit per fold), got {args.folds}")
     for key in ("data.fold", "data.num_folds"):
         if option_given(fit_args, key):
             raise ConfigError(f"kfold sets --{key} for every fold itself; leave it out and give --folds N")
