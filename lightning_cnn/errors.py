@@ -61,6 +61,7 @@ EXTRA_OF = {
     "wandb": "loggers",
     "rich": "progress",
     "timm": "timm",
+    "scipy": "svhn",
 }
 
 

@@ -8,11 +8,19 @@ import pickle
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 from torchvision.datasets import CIFAR10
 
 from lightning_cnn.__main__ import main
-from tests.helpers.writers import synthetic_images, write_idx, write_image_folder, write_sha256sums
+from tests.helpers.writers import (
+    synthetic_images,
+    write_cifar100_binary,
+    write_idx,
+    write_image_folder,
+    write_sha256sums,
+    write_svhn_mat,
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,6 +69,37 @@ def cifar10_dir(cifar10_files: tuple[Path, dict[str, str]], monkeypatch: pytest.
     monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{j}", md5s[f"data_batch_{j}"]] for j in range(1, 6)])
     monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5s["test_batch"]]])
     monkeypatch.setitem(CIFAR10.meta, "md5", md5s["batches.meta"])
+    return root
+
+
+def cifar100_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` synthetic images with fine labels 0..99 (ten per synthetic class) and coarse labels ``fine // 5``."""
+    images, labels = synthetic_images(n, (32, 32, 3), seed)
+    fine = labels * 10 + np.random.default_rng(seed).integers(0, 10, size=n)
+    return images, fine // 5, fine
+
+
+@pytest.fixture(scope="session")
+def cifar100_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding a 300 + 100 image ``cifar-100-binary.tar.gz`` in the official binary format, with a
+    ``SHA256SUMS`` that stands in for the official MD5 of the archive."""
+    root = tmp_path_factory.mktemp("cifar100_data")
+    write_cifar100_binary(
+        root / "cifar-100-binary.tar.gz", {"train": cifar100_split(300, 30), "test": cifar100_split(100, 31)}
+    )
+    write_sha256sums(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def svhn_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding a 300 + 100 (+ 200 extra) image SVHN under ``SVHN/``, in the official ``.mat`` format
+    (the digit 0 labelled 10), with a ``SHA256SUMS`` that stands in for the official MD5 sums."""
+    root = tmp_path_factory.mktemp("svhn_data")
+    (root / "SVHN").mkdir()
+    for split, n, seed in (("train", 300, 40), ("test", 100, 41), ("extra", 200, 42)):
+        write_svhn_mat(root / "SVHN" / f"{split}_32x32.mat", *synthetic_images(n, (32, 32, 3), seed))
+    write_sha256sums(root)
     return root
 
 

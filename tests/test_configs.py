@@ -23,6 +23,8 @@ DATA_FIXTURES = {
     "FashionMNISTDataModule": "mnist_dir",  # the MNIST fixture holds its folder too
     "KMNISTDataModule": "mnist_dir",
     "CIFAR10DataModule": "cifar10_dir",
+    "CIFAR100DataModule": "cifar100_dir",
+    "SVHNDataModule": "svhn_dir",
     "ImageFolderDataModule": "image_folder_dir",
 }
 

@@ -82,6 +82,13 @@ def recipe_shape(data: Any) -> tuple[int, ...] | None:
     return shape_of(options["image_size"], options["grayscale"])
 
 
+def recipe_num_classes(data: Any) -> int:
+    """The classes of a recipe's data module: its own count (100 for CIFAR-100's default fine labels), else 10 for
+    one that learns its count from its files (an image folder)."""
+    count = getattr(DATAMODULES.get(_class_name(data)), "num_classes", None)
+    return count if isinstance(count, int) else 10
+
+
 def recipe_rows(configs: Path = PACKAGED) -> list[dict[str, object]]:
     """One row per recipe (a YAML naming a registered model and a data module of known shape): the model built
     with the recipe's options on that shape, its parameters and FLOPs."""
@@ -93,7 +100,7 @@ def recipe_rows(configs: Path = PACKAGED) -> list[dict[str, object]]:
             continue
         options = dict(config["model"].get("init_args") or {})
         options = {k: v for k, v in options.items() if k not in ("optimizer", "lr_scheduler")}
-        model = model_cls(num_classes=10, input_shape=shape, **options)
+        model = model_cls(num_classes=recipe_num_classes(config.get("data")), input_shape=shape, **options)
         rows.append(
             {
                 "recipe": f"configs/{name}",

@@ -57,3 +57,35 @@ def write_image_folder(folder: Path, n: int, seed: int) -> None:
             pil.resize((24, 48)).convert("P").save(class_dir / f"{i:04d}.png")
         else:
             pil.save(class_dir / f"{i:04d}.jpg", quality=90)
+
+
+def write_cifar100_binary(path: Path, splits: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]) -> None:
+    """``cifar-100-binary.tar.gz`` as published: ``cifar-100-binary/<split>.bin`` for each of ``splits`` (images
+    (N, 32, 32, 3) uint8, coarse and fine labels), records of <coarse><fine><R plane><G plane><B plane>, and the
+    two label-name files."""
+    import io
+    import tarfile
+
+    from lightning_cnn.data.cifar100 import COARSE_CLASSES, FINE_CLASSES
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(f"cifar-100-binary/{name}")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(path, "w:gz") as tar:
+        for split, (images, coarse, fine) in splits.items():
+            planes = images.transpose(0, 3, 1, 2).reshape(len(images), -1)
+            records = np.concatenate([coarse[:, None], fine[:, None], planes], axis=1).astype(np.uint8)
+            add(tar, f"{split}.bin", records.tobytes())
+        add(tar, "fine_label_names.txt", ("\n".join(FINE_CLASSES) + "\n").encode())
+        add(tar, "coarse_label_names.txt", ("\n".join(COARSE_CLASSES) + "\n").encode())
+
+
+def write_svhn_mat(path: Path, images: np.ndarray, digits: np.ndarray) -> None:
+    """An SVHN format-2 ``.mat`` file (MATLAB v5, compressed): ``X`` 32×32×3×N uint8 and ``y`` N×1 labels 1 to 10,
+    the digit 0 written as 10, as the official files hold them."""
+    from scipy.io import savemat
+
+    labels = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]
+    savemat(path, {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": labels}, do_compression=True)
