@@ -36,7 +36,7 @@ ALLOWED: dict[str, set[str]] = {
     # data: the losses share ShownByArguments (data/augment.py) with the augmentations and mixes
     "models": {"checkpoints", "schedulers", "registry", "internals", "data"},
     "data": {"checkpoints", "registry", "internals"},
-    "training": {"models", "data", "config_files", "preflight"},
+    "training": {"models", "data", "config_files", "preflight", "inference"},  # inference: the report's Grad-CAM
     "preflight": {"models", "schedulers", "config_files"},
     "cli": {"training", "preflight", "config_files"},
     "inference": {"checkpoints", "run_folder", "models", "data"},

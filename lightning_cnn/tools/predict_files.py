@@ -24,6 +24,7 @@ from PIL import Image
 from lightning_cnn.data.image_files import decode_files
 from lightning_cnn.errors import ConfigError, DataNotFoundError
 from lightning_cnn.inference.calibration import applied_temperature
+from lightning_cnn.inference.explain import check_explainable, prepare_folder, write_overlays
 from lightning_cnn.inference.trained import TrainedModel, load_trained
 from lightning_cnn.tools.options import (
     ToolParser,
@@ -58,6 +59,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="files with more pixels than this are refused as possible decompression bombs (default: %(default)s)",
     )
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: one per CPU core)")
+    parser.add_argument(
+        "--explain",
+        metavar="DIR",
+        default=None,
+        help="also write a Grad-CAM overlay PNG per file, for its top class, into DIR",
+    )
     add_device_option(parser)
     add_trust_option(parser)
     add_calibrated_option(parser)
@@ -68,6 +75,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
             parser.error(f"--{key} must be at least 1, got {getattr(args, key)}")
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
+    if args.explain is not None and not args.explain.strip():
+        parser.error("--explain needs a folder to write the overlays into, got ''")
     return args
 
 
@@ -158,6 +167,9 @@ def main(argv: Sequence[str]) -> None:
     check_output(Path(args.output))
     device = resolve_device(args.device)
     trained = load_trained(args.ckpt_path, device, trust=args.trust_checkpoint)
+    if args.explain is not None:  # a model Grad-CAM cannot explain is refused before anything is predicted
+        check_explainable(trained.model, trained.preprocessing.input_shape, "--explain")
+        prepare_folder(Path(args.explain), "--explain")
     args.temperature = run_temperature(trained, args.calibrated)
     files, bad = find_files(args.files)
     for line in bad:
@@ -195,6 +207,7 @@ def write_predictions(
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     predicted, correct, labelled = 0, 0, 0
+    explained: list[tuple[Path, int]] = []  # (file, top class) for --explain
     with open(output, "w", newline="") as f:
         writer = csv.writer(f)
         header = ["file", "class", "probability"]
@@ -214,6 +227,7 @@ def write_predictions(
                 row += [classes[index], f"{value:.6f}"]
             writer.writerow(row)
             predicted += 1
+            explained += [(path, int(indices[0]))] if getattr(args, "explain", None) is not None else []
             if path.parent.name in classes:  # a folder of class sub-folders: score against them
                 labelled += 1
                 correct += path.parent.name == classes[int(indices[0])]
@@ -224,3 +238,6 @@ def write_predictions(
     if labelled == predicted:
         summary += f"; accuracy against the parent folder names: {correct / labelled:.4f} ({correct}/{labelled})"
     sys.stderr.write(summary + "\n")
+    if explained:
+        written = write_overlays(trained, explained, Path(args.explain), args.batch_size, workers)
+        sys.stderr.write(f"wrote {written} Grad-CAM overlay(s) of the top class into {args.explain}\n")

@@ -5,7 +5,9 @@ To every logger (see ``lightning_cnn.training.loggers``): a grid of validation p
 session of the run with its real metrics (``val/acc_best``, ``test/acc``, ...), in W&B the final metrics in
 the summary. In the run folder after a test: ``metrics.json`` (with the run's name and tags),
 ``confusion_matrix.png`` and ``reliability.png`` (the reliability diagram of the test confidences, also logged as
-``test/reliability``), sent with ``config.yaml`` to MLflow and W&B as artifacts; and a per-class table in the log.
+``test/reliability``), with ``explain: true`` ``mistakes_explained.png`` (misclassified test images under the Grad-CAM
+map of their predicted class, also logged as ``test/mistakes_explained``), sent with ``config.yaml`` to MLflow and
+W&B as artifacts; and a per-class table in the log.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch.utils.tensorboard.summary import hparams
 
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
+from lightning_cnn.inference.explain import check_explainable, grad_cam, overlays
 from lightning_cnn.internals import flat_hparams, tensorboard_file_writer
 from lightning_cnn.training.loggers import log_files, log_image, log_summary, run_dir, run_labels, save_png
 from lightning_cnn.training.preview import image_grid
@@ -32,6 +35,8 @@ from lightning_cnn.training.preview import image_grid
 METRICS_FILE = "metrics.json"
 CONFUSION_FILE = "confusion_matrix.png"
 RELIABILITY_FILE = "reliability.png"
+EXPLAINED_FILE = "mistakes_explained.png"
+SCAN_BATCH = 256  # test images per forward pass while looking for mistakes to explain
 ANNOTATE_MAX = 20  # confusion matrices up to this many classes show their counts in the cells
 TICKS_MAX = 40  # and up to this many, the class names on the axes
 
@@ -42,14 +47,25 @@ class EvaluationReport(L.Callback):
     Args:
         enabled: ``false`` turns the whole report off.
         num_images: the first validation images shown in the per-epoch prediction grid; 0 turns the grid off.
+        explain: after a test, also draw the first ``num_images`` misclassified test images with the Grad-CAM map of
+            their predicted class over them (``mistakes_explained.png``); the model needs convolutional layers.
     """
 
-    def __init__(self, enabled: bool = True, num_images: int = 32) -> None:
+    def __init__(self, enabled: bool = True, num_images: int = 32, explain: bool = False) -> None:
         if num_images < 0:
             raise ConfigError(f"report.num_images must be 0 or more, got {num_images}")
+        if explain and num_images == 0:
+            raise ConfigError("report.explain: true draws report.num_images mistakes; give report.num_images above 0")
         self.enabled = enabled
         self.num_images = num_images
+        self.explain = explain
         self._sessions: set[str] = set()  # run folders whose HPARAMS session this process wrote
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """With ``explain``, refuse a model Grad-CAM cannot explain before anything runs."""
+        shape = getattr(pl_module, "input_shape", None)
+        if self.enabled and self.explain and shape is not None:
+            check_explainable(pl_module, shape, "report.explain")
 
     # --- HPARAMS ------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -124,6 +140,11 @@ class EvaluationReport(L.Callback):
         reliability = reliability_figure(results["reliability"], scalars) if "reliability" in results else None
         if reliability is not None:
             log_image(trainer, "test/reliability", reliability, trainer.global_step)
+        explained = None
+        if self.explain and isinstance(trainer.datamodule, ImageDataModule) and trainer.datamodule.test_set is not None:
+            explained = explained_mistakes(trainer, pl_module, trainer.datamodule, self.num_images)
+            if explained is not None:
+                log_image(trainer, "test/mistakes_explained", explained, trainer.global_step)
         log_summary(trainer, scalars)
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
@@ -138,6 +159,9 @@ class EvaluationReport(L.Callback):
             if reliability is not None:
                 save_png(reliability, folder / RELIABILITY_FILE)
                 files.append(folder / RELIABILITY_FILE)
+            if explained is not None:
+                save_png(explained, folder / EXPLAINED_FILE)
+                files.append(folder / EXPLAINED_FILE)
             log_files(trainer, files, "report")
             written = f" (written to {folder / METRICS_FILE}, {', '.join(f.name for f in files[1:])})"
         rank_zero_info(f"Test accuracy per class{written}:\n{per_class_table(report)}")
@@ -192,6 +216,40 @@ def prediction_grid(
     predictions = logits.argmax(dim=1).cpu()
     classes = tuple(class_names(datamodule, logits.shape[1]))
     return image_grid(images.float() / 255, labels, classes, predictions)
+
+
+def explained_mistakes(
+    trainer: L.Trainer, pl_module: L.LightningModule, datamodule: ImageDataModule, num_images: int
+) -> np.ndarray | None:
+    """The first ``num_images`` misclassified test images, each under the Grad-CAM map of its predicted class and
+    captioned with its true and predicted class, as an RGB uint8 grid (H, W, 3); None when there is no mistake.
+
+    The test split is read in order, on this process alone, until enough mistakes are found: at most one more
+    forward pass over it."""
+    assert datamodule.test_set is not None
+    images, labels = datamodule.test_set.images, datamodule.test_set.labels
+    precision = trainer.precision_plugin
+    found: list[Tensor] = []
+    predicted: list[Tensor] = []
+    for start in range(0, len(images), SCAN_BATCH):
+        chunk = slice(start, start + SCAN_BATCH)
+        inputs, _ = datamodule.prepare_batch((images[chunk].to(pl_module.device), labels[chunk]), train=False)
+        with torch.no_grad(), precision.forward_context():
+            predictions = pl_module(precision.convert_input(inputs)).argmax(dim=1).cpu()
+        wrong = (predictions != labels[chunk]).nonzero()[:, 0]
+        found.append(wrong + start)
+        predicted.append(predictions[wrong])
+        if sum(len(f) for f in found) >= num_images:
+            break
+    indices, classes = torch.cat(found)[:num_images], torch.cat(predicted)[:num_images]
+    if not len(indices):
+        return None
+    inputs, _ = datamodule.prepare_batch((images[indices].to(pl_module.device), labels[indices]), train=False)
+    with precision.forward_context():
+        cam = grad_cam(pl_module, precision.convert_input(inputs), classes, option="report.explain")
+    tiles = overlays(inputs, cam.maps, datamodule.mean, datamodule.std)
+    names = tuple(class_names(datamodule, cam.logits.shape[1]))
+    return image_grid(tiles, labels[indices], names, classes).permute(1, 2, 0).numpy()
 
 
 def metrics_report(
