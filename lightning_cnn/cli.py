@@ -25,6 +25,7 @@ from lightning_cnn.config_files import absolute_data_paths, option_given, own_la
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.data.augment import AUGMENTATIONS
 from lightning_cnn.data.mix import MIXES
+from lightning_cnn.data.tta import tta_views
 from lightning_cnn.errors import ConfigError, summarize_parser_error, user_error
 from lightning_cnn.internals import int_before_float, subcommand_parsers
 from lightning_cnn.models import MODELS
@@ -99,6 +100,9 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "test_ckpt": (Literal["auto", "best", "last"], "auto", "The checkpoint test_after_fit tests: 'best' (best"
                   " val/acc), 'last' (the last epoch), or 'auto': 'last' when the learning rate was annealed (ended"
                   " below 1/100 of its start), else 'best'."),
+    "tta": (bool, False, "Test also with test-time augmentation: the softmax averaged over the mirror image and"
+            " shifts of each test image, as far as data.augment flips (HorizontalFlip) and crops (RandomCrop); logs"
+            " test/tta_acc and test/tta_loss beside test/acc. For test, and fit with test_after_fit."),
     "trust_checkpoint": (bool, False, "Load a --ckpt_path file that holds more than weights and plain data."
                          " Unpickling such a file can run code written into it: only for a file you trust."),
 }  # fmt: skip
@@ -189,7 +193,16 @@ class CNNLightningCLI(LightningCLI):
         checkpoint = self._get(self.config_init, "checkpoint")
         self._preflight(preflight.check_built, self._config(), self.subcommand, self.model, self.datamodule,
                         self.trainer, checkpoint)  # fmt: skip
+        self._preflight(self._use_tta)
         absolute_data_paths(self._config().get("data"), self.datamodule)
+
+    def _use_tta(self) -> None:
+        """With ``tta`` on a command that tests, give the model the views its data's augmentation implies (refused
+        before anything runs when there are none)."""
+        config = self._config()
+        testing = self.subcommand == "test" or (self.subcommand == "fit" and config.get("test_after_fit"))
+        if config.get("tta") and testing and hasattr(self.model, "use_tta"):
+            self.model.use_tta(tta_views(getattr(self.datamodule, "augment", None), "this run (data.augment)"))
 
     def _preflight(self, check: Any, *args: Any) -> None:
         """Run a pre-flight check; its failure is a usage error like the parser's: one line, exit 2."""

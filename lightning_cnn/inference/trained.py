@@ -7,7 +7,7 @@ it was trained with, so new images reach it exactly as the training images did.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from torch import Tensor
 
 from lightning_cnn.checkpoints import class_of, read_checkpoint
 from lightning_cnn.data.base import normalize
+from lightning_cnn.data.tta import View, average_probabilities, black, tta_views
 from lightning_cnn.errors import ConfigError, CorruptDataError
 from lightning_cnn.internals import saved_class_path
 from lightning_cnn.models.base import ImageClassifier
@@ -56,12 +57,20 @@ class Preprocessing:
 
 @dataclass
 class TrainedModel:
-    """A model in eval mode, its preprocessing, the checkpoint it came from and its data module's settings."""
+    """A model in eval mode, its preprocessing, the checkpoint it came from and its data module's settings; with
+    ``views`` (``with_tta``) its probabilities are averaged over those views of each image."""
 
     model: ImageClassifier
     preprocessing: Preprocessing
     checkpoint_path: Path
     datamodule_hparams: dict[str, Any]
+    views: tuple[View, ...] = ()
+
+    def with_tta(self) -> TrainedModel:
+        """This run with test-time augmentation: the views its recorded training augmentation implies (see
+        ``lightning_cnn.data.tta``); a ConfigError when it neither flipped nor cropped."""
+        views = tta_views(self.datamodule_hparams.get("augment"), str(self.checkpoint_path))
+        return replace(self, views=tuple(views))
 
     @torch.no_grad()
     def logits(self, images: Tensor, batch_size: int = 256) -> Tensor:
@@ -75,9 +84,26 @@ class TrainedModel:
 
     def probabilities(self, images: Tensor, batch_size: int = 256, temperature: float = 1.0) -> Tensor:
         """Softmax class probabilities (N, classes) of uint8 (N, C, H, W) images, of the logits divided by
-        ``temperature`` (a calibrated run's, see ``lightning_cnn.inference.calibration``; 1 leaves them)."""
+        ``temperature`` (a calibrated run's, see ``lightning_cnn.inference.calibration``; 1 leaves them); with
+        ``views``, their mean over the views of each image (one forward pass per view)."""
+        if self.views:
+            return self._view_probabilities(images, batch_size, temperature)
         logits = self.logits(images, batch_size)
         return (logits / temperature if temperature != 1.0 else logits).softmax(dim=1)
+
+    @torch.no_grad()
+    def _view_probabilities(self, images: Tensor, batch_size: int, temperature: float) -> Tensor:
+        prep, device = self.preprocessing, next(self.model.parameters()).device
+        fill = black(prep.mean, prep.std)
+
+        def logits_of(x: Tensor) -> Tensor:
+            return self.model(x).float() / temperature
+
+        out = [
+            average_probabilities(logits_of, prep.prepare(chunk.to(device)), self.views, fill).cpu()
+            for chunk in images.split(batch_size)
+        ]
+        return torch.cat(out) if out else torch.zeros(0, len(prep.classes))
 
     def classify(self, paths: Sequence[str | Path], batch_size: int = 256) -> list[tuple[str, float]]:
         """(class name, probability) of each image file, decoded as the training images were (any mode PIL reads,

@@ -23,6 +23,7 @@ from torch.optim.lr_scheduler import ReduceLROnPlateau
 from torchmetrics import MaxMetric, MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix, MulticlassF1Score
 
+from lightning_cnn.data.tta import View, average_probabilities, black
 from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.internals import NormBase
 from lightning_cnn.models.calibration import ReliabilityBins, calibration_metrics
@@ -198,6 +199,8 @@ class ImageClassifier(LightningModule):
             compute_groups=False,
         )
         self.test_results: dict[str, Tensor] = {}  # test_tables computed at the end of the last test epoch
+        # test-time augmentation (``use_tta``): the views a test also averages the softmax over; none: off
+        self.tta_views: list[View] = []
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: Any, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
@@ -243,7 +246,26 @@ class ImageClassifier(LightningModule):
             getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
         if stage == "test":
             self.test_tables.update(probabilities, y)
+            if self.tta_views:
+                self._update_tta(x, y, logits.detach())
         return loss
+
+    def use_tta(self, views: list[View]) -> None:
+        """Test also with test-time augmentation over ``views`` (``lightning_cnn.data.tta``): ``test/tta_acc`` and
+        ``test/tta_loss`` (the cross-entropy of the averaged probabilities) beside the plain test metrics."""
+        self.tta_views = list(views)
+        self.test_tta_acc = MulticlassAccuracy(self.num_classes, average="micro").to(self.device)
+        self.test_tta_loss = MeanMetric().to(self.device)
+
+    def _update_tta(self, x: Tensor, y: Tensor, logits: Tensor) -> None:
+        """Count a test batch's test-time augmentation figures; shifted pixels are filled with the data's black."""
+        datamodule = self._trainer.datamodule if self._trainer is not None else None
+        stats = (getattr(datamodule, "mean", None), getattr(datamodule, "std", None))
+        fill = black(*stats) if None not in stats else None  # type: ignore[arg-type]
+        probabilities = average_probabilities(self, x, self.tta_views, fill, logits)
+        self.test_tta_acc.update(probabilities, y)
+        loss = F.nll_loss(probabilities.clamp_min(torch.finfo(torch.float32).tiny).log(), y)
+        self.test_tta_loss.update(loss.detach(), weight=len(y))
 
     def _log_train_loss(self, loss: Tensor, batch_idx: int) -> None:
         """Log ``train/loss`` as the mean over the steps since it was last logged, on the steps the logger
@@ -320,6 +342,11 @@ class ImageClassifier(LightningModule):
         if stage == "test":
             self.test_results = {name: value.detach().cpu() for name, value in self.test_tables.compute().items()}
             self.test_tables.reset()
+            if self.tta_views and self.test_tta_acc.update_called:
+                self.log("test/tta_loss", self.test_tta_loss.compute())
+                self.log("test/tta_acc", self.test_tta_acc.compute())
+                self.test_tta_loss.reset()
+                self.test_tta_acc.reset()
 
     def _log_train_accuracy(self) -> None:
         """Log ``train/acc``: the epoch's correctly classified training images over all of them, summed over

@@ -5,7 +5,8 @@ stacked (a logistic regression fit on their outputs for the validation split).
 Each member sees the images through its own recorded preprocessing; the members must agree on the classes and the
 input shape. A member calibrated by ``lightning-cnn calibrate`` contributes the softmax of its logits divided by its
 temperature (``--calibrated false``: the raw softmax). The table (accuracy and ECE of each row) goes to stdout, the
-figures to ``ensemble.json``.
+figures to ``ensemble.json``. With ``--tta true`` every figure comes again with test-time augmentation, each member's
+softmax averaged over the views its training augmentation implies (``lightning_cnn.data.tta``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lightning_cnn.tools.options import (
     add_calibrated_option,
     add_device_option,
     add_trust_option,
+    add_tta_option,
     resolve_device,
 )
 from lightning_cnn.tools.tables import format_table
@@ -64,6 +66,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, dict[str, Any]]
     add_device_option(parser)
     add_trust_option(parser)
     add_calibrated_option(parser)
+    add_tta_option(parser)
     args, rest = parser.parse_known_args(list(argv))
     overrides: dict[str, Any] = {}
     i = 0
@@ -261,11 +264,23 @@ def member_temperature(member: TrainedModel, calibrated: bool) -> float | None:
     return temperature
 
 
+def tta_table(result: dict[str, Any]) -> str:
+    """The table of the figures with test-time augmentation, under a line naming the views."""
+    distinct = {tuple(names) for names in result["views"].values()}
+    if len(distinct) == 1:
+        names = distinct.pop()
+        said = f"{len(names)} views per image ({', '.join(names)})"
+    else:
+        said = "each member's own views (" + "; ".join(f"{len(n)} for {p}" for p, n in result["views"].items()) + ")"
+    return f"\nwith test-time augmentation: the softmax averaged over {said}\n{table(result)}"
+
+
 def main(argv: Sequence[str]) -> None:
     args, overrides = parse_args(argv)
     device = resolve_device(args.device)
     members = [load_trained(path, device, trust=args.trust_checkpoint) for path in args.ckpt_path]
     check_members(members)
+    tta_members = [member.with_tta() for member in members] if args.tta else None  # refused before any work
     class_path, init_args = data_settings(members[0], args.config and find_config(args.config), overrides)
     val, test = load_splits(class_path, init_args, members[0].checkpoint_path)
     if tuple(test[0].shape[1:]) != members[0].preprocessing.input_shape:
@@ -277,7 +292,12 @@ def main(argv: Sequence[str]) -> None:
     result = evaluate(members, val, test, args.batch_size, temperatures)
     result["calibrated"] = args.calibrated
     result["data"] = {"class_path": class_path, "init_args": init_args}
+    if tta_members is not None:  # every figure again, each member's probabilities averaged over its views
+        result["tta"] = evaluate(tta_members, val, test, args.batch_size, temperatures)
+        result["tta"]["views"] = {str(m.checkpoint_path): [view.name for view in m.views] for m in tta_members}
     print(table(result))
+    if "tta" in result:
+        print(tta_table(result["tta"]))
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str) + "\n")

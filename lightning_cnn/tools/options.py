@@ -64,6 +64,16 @@ def add_calibrated_option(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
+def add_tta_option(parser: argparse.ArgumentParser) -> None:
+    """``--tta {true,false}``: average the softmax over the views of each image that the run's training augmentation
+    implies (test-time augmentation, see ``lightning_cnn.data.tta``), or the image alone (the default)."""
+    parser.add_argument(
+        "--tta", default=False, type=_true_or_false, metavar="{true,false}",
+        help="test-time augmentation: average the softmax over the mirror image and shifts of each image, as far as"
+        " the run's training augmentation flips and crops (default: false)",
+    )  # fmt: skip
+
+
 def resolve_device(name: str) -> str:
     """The device ``--device NAME`` means: ``auto`` is ``cuda`` when a GPU is available, else ``cpu``."""
     if name != "auto":

@@ -31,6 +31,7 @@ from lightning_cnn.tools.options import (
     add_calibrated_option,
     add_device_option,
     add_trust_option,
+    add_tta_option,
     resolve_device,
 )
 
@@ -68,6 +69,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     add_device_option(parser)
     add_trust_option(parser)
     add_calibrated_option(parser)
+    add_tta_option(parser)
     parser.add_argument("--no_progress", action="store_true", help="no progress bar")
     args = parser.parse_args(list(argv))
     for key in ("top_k", "batch_size", "max_pixels"):
@@ -167,6 +169,8 @@ def main(argv: Sequence[str]) -> None:
     check_output(Path(args.output))
     device = resolve_device(args.device)
     trained = load_trained(args.ckpt_path, device, trust=args.trust_checkpoint)
+    if args.tta:
+        trained = with_tta(trained)
     if args.explain is not None:  # a model Grad-CAM cannot explain is refused before anything is predicted
         check_explainable(trained.model, trained.preprocessing.input_shape, "--explain")
         prepare_folder(Path(args.explain), "--explain")
@@ -187,6 +191,14 @@ def main(argv: Sequence[str]) -> None:
             write_predictions(trained, files, bad, args, workers)
         finally:
             Image.MAX_IMAGE_PIXELS = limit
+
+
+def with_tta(trained: TrainedModel) -> TrainedModel:
+    """The run with test-time augmentation, saying on stderr over which views."""
+    trained = trained.with_tta()
+    names = ", ".join(view.name for view in trained.views)
+    sys.stderr.write(f"test-time augmentation: probabilities averaged over {len(trained.views)} views ({names})\n")
+    return trained
 
 
 def run_temperature(trained: TrainedModel, calibrated: bool) -> float:

@@ -135,6 +135,9 @@ class EvaluationReport(L.Callback):
         report = metrics_report(scalars, results["per_class_acc"], confusion, classes, trainer.ckpt_path)
         name, tags = run_labels(trainer)
         report = {"run_name": name, "tags": tags, **report}
+        views = [view.name for view in getattr(pl_module, "tta_views", [])]
+        if views:  # test-time augmentation: the views test/tta_* averaged over
+            report["tta_views"] = views
         figure = confusion_figure(confusion, classes, scalars.get("test/acc"))
         log_image(trainer, "test/confusion_matrix", figure, trainer.global_step)
         reliability = reliability_figure(results["reliability"], scalars) if "reliability" in results else None
@@ -165,6 +168,11 @@ class EvaluationReport(L.Callback):
             log_files(trainer, files, "report")
             written = f" (written to {folder / METRICS_FILE}, {', '.join(f.name for f in files[1:])})"
         rank_zero_info(f"Test accuracy per class{written}:\n{per_class_table(report)}")
+        if views and "test/tta_acc" in scalars:
+            rank_zero_info(
+                f"Test-time augmentation over {len(views)} views ({', '.join(views)}): test/tta_acc"
+                f" {scalars['test/tta_acc']:.4f} (test/acc {scalars.get('test/acc', float('nan')):.4f})"
+            )
 
 
 def _tensorboard(trainer: L.Trainer) -> TensorBoardLogger | None:
@@ -182,6 +190,8 @@ def metric_names(pl_module: L.LightningModule, stages: tuple[str, ...]) -> list[
     for stage in stages:
         collection = getattr(pl_module, f"{stage}_metrics", None)
         names += [*(collection.keys() if collection is not None else [f"{stage}/acc"]), f"{stage}/loss"]
+        if stage == "test" and getattr(pl_module, "tta_views", None):
+            names += ["test/tta_acc", "test/tta_loss"]
         if stage == "val" and hasattr(pl_module, "val_acc_best"):
             names.insert(0, "val/acc_best")
     return names
