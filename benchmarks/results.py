@@ -28,7 +28,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from benchmarks import common
+from benchmarks import common, practice
 from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed, torch_threads
 from lightning_cnn.tools.recipes import MEASURED
 
@@ -36,6 +36,7 @@ PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
     *("overhead", "instructions", "pipeline", "end_to_end", "memory", "augmentations", "plain_logs", "parallel_search"),
     *("report", "loggers", "ensembles", "experiments", "predict_export"),
+    *practice.PARTS,
 )
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
 MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
@@ -88,10 +89,11 @@ def missing_data(part: str, data_dir: Path, quick: bool = False) -> str | None:
 
     needs_mnist = part in (
         *("recipe", "mnist_recipes", "overhead", "instructions", "memory", "plain_logs", "parallel_search"),
-        *("report", "loggers", "ensembles", "experiments"),
+        *("report", "loggers", "ensembles", "experiments", *practice.NEEDS_MNIST),
     )
     needs_cifar = part in (
         *("cifar_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory", "predict_export"),
+        *practice.NEEDS_CIFAR_JPEG,
     )
     missing = []
     if needs_mnist and not MNISTDataModule(data_dir=str(data_dir)).files_present():
@@ -252,13 +254,16 @@ def part_parallel_search(quick: bool) -> dict[str, Any]:
     return {"space": parallel_search.SPACE, "options": options, "rows": parallel_search.measure(trials, extra)}
 
 
-def workflow(name: str) -> Callable[[bool], dict[str, Any]]:
-    """The part of ``benchmarks.workflows`` called ``name``: quick mode fits a few batches, in this process."""
+def workflow(
+    name: str, parts: dict[str, Callable[[list[str], bool], dict[str, Any]]] | None = None
+) -> Callable[[bool], dict[str, Any]]:
+    """The part called ``name`` of ``parts`` (default: ``benchmarks.workflows``'): quick mode fits a few batches, in
+    this process."""
 
     def run(quick: bool) -> dict[str, Any]:
         from benchmarks import workflows
 
-        return workflows.PARTS[name](QUICK_FIT if quick else [], quick)
+        return (parts or workflows.PARTS)[name](QUICK_FIT if quick else [], quick)
 
     return run
 
@@ -278,6 +283,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "plain_logs": part_plain_logs,
     "parallel_search": part_parallel_search,
     **{name: workflow(name) for name in ("report", "loggers", "ensembles", "experiments", "predict_export")},
+    **{name: workflow(name, practice.PARTS) for name in practice.PARTS},
 }
 
 
@@ -539,6 +545,7 @@ TITLES = {
     "ensembles": ("Ensembles, bagging and stacking", md_ensembles),
     "experiments": ("k-fold and search", md_experiments),
     "predict_export": ("Predicting image files and exporting", md_predict_export),
+    **practice.TITLES,
 }
 
 
