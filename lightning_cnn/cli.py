@@ -125,6 +125,7 @@ class CNNLightningCLI(LightningCLI):
         # any model runs on any dataset: the data module decides the classes and the image shape
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.input_shape", "model.init_args.input_shape", apply_on="instantiate")
+        parser.link_arguments("data.multi_label", "model.init_args.multi_label", apply_on="instantiate")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         # off unless configured: `--early_stopping EarlyStopping --early_stopping.patience 3` or a config
         parser.add_lightning_class_args(EarlyStopping, "early_stopping", subclass_mode=True, required=False)

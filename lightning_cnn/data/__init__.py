@@ -6,6 +6,7 @@ from lightning_cnn.data.cifar10 import CIFAR10DataModule
 from lightning_cnn.data.cifar100 import CIFAR100DataModule
 from lightning_cnn.data.image_folder import ImageFolderDataModule
 from lightning_cnn.data.mnist import FashionMNISTDataModule, KMNISTDataModule, MNISTDataModule
+from lightning_cnn.data.multilabel import MultiLabelImageFolder
 from lightning_cnn.data.svhn import SVHNDataModule
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "ImageFolderDataModule",
     "KMNISTDataModule",
     "MNISTDataModule",
+    "MultiLabelImageFolder",
     "SVHNDataModule",
     "resolve_data_dir",
 ]

@@ -239,6 +239,8 @@ class ImageDataModule(LightningDataModule):
     mean: ClassVar[tuple[float, ...]]
     std: ClassVar[tuple[float, ...]]
     classes: ClassVar[tuple[str, ...]]
+    # True for data whose images each have a set of labels (multi-hot targets); linked into the model by the CLI
+    multi_label: ClassVar[bool] = False
 
     def __init__(
         self,

@@ -68,7 +68,11 @@ class TrainedModel:
 
     def with_tta(self) -> TrainedModel:
         """This run with test-time augmentation: the views its recorded training augmentation implies (see
-        ``lightning_cnn.data.tta``); a ConfigError when it neither flipped nor cropped."""
+        ``lightning_cnn.data.tta``); a ConfigError when it neither flipped nor cropped, or is multi-label."""
+        if getattr(self.model, "multi_label", False):
+            raise ConfigError(
+                f"--tta: {self.checkpoint_path} is a multi-label run; test-time augmentation is not for it"
+            )
         views = tta_views(self.datamodule_hparams.get("augment"), str(self.checkpoint_path))
         return replace(self, views=tuple(views))
 
@@ -85,7 +89,10 @@ class TrainedModel:
     def probabilities(self, images: Tensor, batch_size: int = 256, temperature: float = 1.0) -> Tensor:
         """Softmax class probabilities (N, classes) of uint8 (N, C, H, W) images, of the logits divided by
         ``temperature`` (a calibrated run's, see ``lightning_cnn.inference.calibration``; 1 leaves them); with
-        ``views``, their mean over the views of each image (one forward pass per view)."""
+        ``views``, their mean over the views of each image (one forward pass per view). A multi-label run's are the
+        sigmoid of each label's logit instead (N, labels), uncalibrated."""
+        if getattr(self.model, "multi_label", False):
+            return self.logits(images, batch_size).sigmoid()
         if self.views:
             return self._view_probabilities(images, batch_size, temperature)
         logits = self.logits(images, batch_size)

@@ -26,6 +26,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from lightning_cnn.data.tta import View, average_probabilities, black
 from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.internals import NormBase
+from lightning_cnn.models import multilabel
 from lightning_cnn.models.calibration import ReliabilityBins, calibration_metrics
 from lightning_cnn.models.losses import ClassificationLoss, CrossEntropyLoss, balanced_weights
 from lightning_cnn.registry import Registry
@@ -40,6 +41,9 @@ METRICS = {
     "val/acc_top5": "max",  # only with more than 5 classes
     "val/f1": "max",
     "val/acc_best": "max",
+    "val/map": "max",  # multi-label data only (see models/multilabel.py), as the two below
+    "val/f1_micro": "max",
+    "val/hamming_acc": "max",
 }
 TOP_K = 5
 NORM_LAYERS = (NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
@@ -106,6 +110,8 @@ class ImageClassifier(LightningModule):
         channels_last: keep the network's 4-D weights and the input batches in the channels-last memory
             layout, which convolutions run faster in on recent GPUs (tensor cores) under mixed precision; the
             checkpoint's weights load into a model without it.
+        multi_label: one logit per label for images with a set of labels (linked from the data module by the CLI, see
+            ``lightning_cnn.models.multilabel``): binary cross-entropy per label, ``val/map`` and tuned thresholds.
     """
 
     def __init__(
@@ -123,6 +129,7 @@ class ImageClassifier(LightningModule):
         channels_last: bool = False,
         loss: ClassificationLoss | None = None,
         class_weights: list[float] | Literal["balanced"] | None = None,
+        multi_label: bool = False,
     ) -> None:
         super().__init__()
         if not 0 <= label_smoothing < 1:
@@ -152,6 +159,9 @@ class ImageClassifier(LightningModule):
         self.compile_net = compile
         self.channels_last = channels_last
         self.loss = loss if loss is not None else CrossEntropyLoss()
+        self.multi_label = multi_label
+        if multi_label or getattr(self.loss, "multi_label", False):  # one logit per label, or refused in one line
+            self.loss = multilabel.multi_label_loss(loss, multi_label, class_weights)
         self.class_weights = class_weights
         # not in the state_dict: training-only. "balanced" is computed from the data at the start of fit; until then
         # equal weights, so that copies of the model made before (the EMA callback's) hold the same buffers
@@ -198,6 +208,13 @@ class ImageClassifier(LightningModule):
             },
             compute_groups=False,
         )
+        if multi_label:  # ranking and thresholded metrics instead, and each label's threshold (tuned on validation)
+            self.val_metrics = multilabel.evaluation_metrics(num_classes, "val/")
+            self.test_metrics = multilabel.evaluation_metrics(num_classes, "test/")
+            self.test_tables = multilabel.test_tables(num_classes)
+            self.val_scores = None
+            self.label_scores = multilabel.LabelScores()
+            self.register_buffer("label_thresholds", torch.full((num_classes,), multilabel.DEFAULT_THRESHOLD))
         self.test_results: dict[str, Tensor] = {}  # test_tables computed at the end of the last test epoch
         # test-time augmentation (``use_tta``): the views a test also averages the softmax over; none: off
         self.tta_views: list[View] = []
@@ -229,6 +246,8 @@ class ImageClassifier(LightningModule):
             self.net.compile()
 
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        if self.multi_label:
+            return multilabel.model_step(self, batch, stage)
         x, y = batch
         logits = self(x)
         if stage == "train":
@@ -253,6 +272,8 @@ class ImageClassifier(LightningModule):
     def use_tta(self, views: list[View]) -> None:
         """Test also with test-time augmentation over ``views`` (``lightning_cnn.data.tta``): ``test/tta_acc`` and
         ``test/tta_loss`` (the cross-entropy of the averaged probabilities) beside the plain test metrics."""
+        if self.multi_label:
+            raise ConfigError("tta: test-time augmentation averages the softmax of one class; not for multi-label data")
         self.tta_views = list(views)
         self.test_tta_acc = MulticlassAccuracy(self.num_classes, average="micro").to(self.device)
         self.test_tta_loss = MeanMetric().to(self.device)
@@ -339,6 +360,8 @@ class ImageClassifier(LightningModule):
         if stage == "val" and not self.trainer.sanity_checking:  # the sanity check's few batches do not count
             self.val_acc_best.update(accuracy)
             self.log("val/acc_best", self.val_acc_best.compute())
+        if stage == "val" and self.multi_label:
+            multilabel.tune_thresholds(self)
         if stage == "test":
             self.test_results = {name: value.detach().cpu() for name, value in self.test_tables.compute().items()}
             self.test_tables.reset()
@@ -384,7 +407,7 @@ class ImageClassifier(LightningModule):
 
     def predict_step(self, batch: tuple[Tensor, Tensor] | Tensor, batch_idx: int) -> Tensor:
         x = batch[0] if isinstance(batch, (tuple, list)) else batch
-        return self(x).softmax(dim=1)
+        return self(x).sigmoid() if self.multi_label else self(x).softmax(dim=1)
 
     def on_fit_start(self) -> None:
         """``class_weights: balanced``: inverse class frequency of the data module's training split."""

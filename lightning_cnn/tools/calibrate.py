@@ -58,6 +58,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def main(argv: Sequence[str]) -> None:
     args = parse_args(argv)
     trained = load_trained(args.run, resolve_device(args.device), trust=args.trust_checkpoint)
+    if getattr(trained.model, "multi_label", False):
+        raise ConfigError(f"calibrate: {args.run} is a multi-label run; temperature scaling calibrates a softmax")
     class_path, init_args = data_settings(trained, None, {})
     (images, labels), (test_images, test_labels) = load_splits(class_path, init_args, trained.checkpoint_path)
     if len(labels) == 0:

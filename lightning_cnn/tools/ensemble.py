@@ -288,6 +288,9 @@ def main(argv: Sequence[str]) -> None:
             f"the test images of {class_path} are {tuple(test[0].shape[1:])}, the members take"
             f" {members[0].preprocessing.input_shape}; give the data settings the runs were trained with"
         )
+    if getattr(members[0].model, "multi_label", False):  # label sets: sigmoid probabilities averaged instead
+        write_result(multilabel_evaluation(members, val, test, args.batch_size), args.output)
+        return
     temperatures = [member_temperature(member, args.calibrated) for member in members]
     result = evaluate(members, val, test, args.batch_size, temperatures)
     result["calibrated"] = args.calibrated
@@ -299,6 +302,55 @@ def main(argv: Sequence[str]) -> None:
     if "tta" in result:
         print(tta_table(result["tta"]))
     output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    sys.stderr.write(f"wrote {output}\n")
+
+
+def multilabel_evaluation(members: Sequence[TrainedModel], val: Split, test: Split, batch_size: int) -> dict[str, Any]:
+    """Multi-label members: each one's test figures at its own thresholds, and those of their averaged sigmoid
+    probabilities at thresholds tuned (best F1 per label) on the averaged probabilities of the validation split."""
+    from lightning_cnn.models.multilabel import f1_thresholds, multilabel_figures
+
+    if not all(getattr(member.model, "multi_label", False) for member in members):
+        raise ConfigError("ensemble: some members are multi-label runs and some are not; ensemble runs of one kind")
+    images, targets = test
+    test_probs = [member.probabilities(images, batch_size) for member in members]
+    rows = [
+        {
+            "ckpt_path": str(member.checkpoint_path),
+            "model": type(member.model).__name__,
+            **{f"test_{k}": v for k, v in multilabel_figures(probs, targets, member.model.label_thresholds).items()},
+        }
+        for member, probs in zip(members, test_probs, strict=True)
+    ]
+    averaged = torch.stack(test_probs).mean(0)
+    if len(val[1]):
+        val_averaged = torch.stack([member.probabilities(val[0], batch_size) for member in members]).mean(0)
+        thresholds = f1_thresholds(val_averaged, val[1])
+    else:
+        thresholds = torch.full((averaged.shape[1],), 0.5)
+    figures = multilabel_figures(averaged, targets, thresholds)
+    return {
+        "multi_label": True,
+        "members": rows,
+        "ensemble": {f"test_{k}": v for k, v in figures.items()},
+        "thresholds": [round(float(t), 6) for t in thresholds],
+        "num_images": len(targets),
+    }
+
+
+def write_result(result: dict[str, Any], output_name: str) -> None:
+    """Print a multi-label result as a table and write it as JSON."""
+    keys = ("test_map", "test_f1", "test_f1_micro", "test_hamming_acc", "test_acc")
+    lines = [f"{'':<44}  {'mAP':>7}  {'F1 mac':>7}  {'F1 mic':>7}  {'Hamming':>7}  {'exact':>7}"]
+    for row in [
+        *result["members"],
+        {"ckpt_path": f"sigmoid average of {len(result['members'])}", **result["ensemble"]},
+    ]:
+        lines.append(f"{str(row['ckpt_path'])[-44:]:<44}  " + "  ".join(f"{row[k]:7.4f}" for k in keys))
+    print("\n".join(lines))
+    output = Path(output_name)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(result, indent=2, default=str) + "\n")
     sys.stderr.write(f"wrote {output}\n")

@@ -169,6 +169,13 @@ def main(argv: Sequence[str]) -> None:
     diffs = export_model(
         trained.model.net, trained.preprocessing, output, args.torchscript, args.check_batch, temperature
     )
+    if getattr(trained.model, "multi_label", False):  # one logit per label: say so, with the tuned thresholds
+        metadata = json.loads(output.with_suffix(".json").read_text())
+        metadata["output"] = (
+            "logits, one per label in this order: apply sigmoid, a label is predicted above its threshold"
+        )
+        metadata["thresholds"] = [round(float(t), 6) for t in trained.model.label_thresholds]
+        output.with_suffix(".json").write_text(json.dumps(metadata, indent=2) + "\n")
     shape = "×".join(map(str, trained.preprocessing.input_shape))
     print(f"exported {trained.checkpoint_path} ({type(trained.model).__name__}, input N×{shape}) to {output}")
     for kind, diff in diffs.items():

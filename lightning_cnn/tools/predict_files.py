@@ -214,6 +214,9 @@ def write_predictions(
     trained: TrainedModel, files: list[Path], bad: list[str], args: argparse.Namespace, workers: int
 ) -> None:
     """Predict ``files`` into the CSV ``args.output``, reporting unreadable files; a summary line ends it."""
+    if getattr(trained.model, "multi_label", False):
+        write_label_sets(trained, files, bad, args, workers)
+        return
     classes = trained.preprocessing.classes
     top_k = min(args.top_k, len(classes))
     output = Path(args.output)
@@ -253,3 +256,33 @@ def write_predictions(
     if explained:
         written = write_overlays(trained, explained, Path(args.explain), args.batch_size, workers)
         sys.stderr.write(f"wrote {written} Grad-CAM overlay(s) of the top class into {args.explain}\n")
+
+
+def write_label_sets(
+    trained: TrainedModel, files: list[Path], bad: list[str], args: argparse.Namespace, workers: int
+) -> None:
+    """A multi-label run's CSV: per file the predicted label set (each label whose probability is above the threshold
+    tuned on the validation split, separated by spaces) and every label's probability, ``p_<label>``."""
+    classes = trained.preprocessing.classes
+    thresholds = trained.model.label_thresholds.detach().cpu()
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    predicted = 0
+    with open(output, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "labels", *(f"p_{name}" for name in classes)])
+        for result in predict(trained, files, args.batch_size, workers, not args.no_progress):
+            if isinstance(result, str):
+                bad.append(result)
+                sys.stderr.write(f"skipped {result}\n")
+                continue
+            path, probs = result
+            chosen = " ".join(
+                name for name, p, t in zip(classes, probs.tolist(), thresholds.tolist(), strict=True) if p > t
+            )
+            writer.writerow([str(path), chosen, *(f"{p:.6f}" for p in probs.tolist())])
+            predicted += 1
+    if not predicted:
+        output.unlink(missing_ok=True)
+        raise DataNotFoundError(f"none of the {len(files)} files could be read as an image; nothing predicted")
+    sys.stderr.write(f"predicted the label sets of {predicted} file(s) into {output}; skipped {len(bad)} unreadable\n")

@@ -29,6 +29,7 @@ from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.inference.explain import check_explainable, grad_cam, overlays
 from lightning_cnn.internals import flat_hparams, tensorboard_file_writer
+from lightning_cnn.training import multilabel_report
 from lightning_cnn.training.loggers import log_files, log_image, log_summary, run_dir, run_labels, save_png
 from lightning_cnn.training.preview import image_grid
 
@@ -121,12 +122,18 @@ class EvaluationReport(L.Callback):
         datamodule = trainer.datamodule
         if not trainer.loggers or not isinstance(datamodule, ImageDataModule) or datamodule.val_set is None:
             return
-        grid = prediction_grid(trainer, pl_module, datamodule, self.num_images)
+        if getattr(pl_module, "multi_label", False):  # label sets, not classes
+            grid = multilabel_report.validation_grid(trainer, pl_module, datamodule, self.num_images)
+        else:
+            grid = prediction_grid(trainer, pl_module, datamodule, self.num_images)
         log_image(trainer, "val/predictions", grid.permute(1, 2, 0).numpy(), trainer.global_step)
 
     # --- test report --------------------------------------------------------------------------
     def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         results: dict[str, Tensor] = getattr(pl_module, "test_results", {})
+        if self.enabled and trainer.is_global_zero and "per_label_ap" in results:  # multi-label: its own report
+            multilabel_report.write_report(trainer, pl_module, results, self.num_images)
+            return
         if not self.enabled or not trainer.is_global_zero or "confusion_matrix" not in results:
             return
         confusion = results["confusion_matrix"]
