@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_cnn.data.augment import BatchAugmentation, apply_all
 from lightning_cnn.data.mix import BatchMix
+from lightning_cnn.data.weighted import load_sample_weights, weighted_indices
 from lightning_cnn.errors import ConfigError, CorruptDataError, DataNotFoundError
 from lightning_cnn.internals import UnrepeatedDistributedSampler
 from lightning_cnn.registry import Registry
@@ -226,6 +227,9 @@ class ImageDataModule(LightningDataModule):
         bootstrap_seed: train on a bootstrap resample of the training split (as many images, drawn with
             replacement, seeded by this number) instead of the split itself; the validation split is untouched.
             Members of a bagging ensemble differ in this seed (``lightning-cnn bag`` sets it).
+        sample_weights: train on a weighted resample of the training split instead: as many images, drawn with
+            replacement with probability proportional to the weights in this file (one per training image, and the
+            seed of the draw; see ``lightning_cnn.data.weighted``). ``lightning-cnn boost`` sets it for its members.
         augment: batched augmentations applied in order to training batches only, on the model's device,
             before normalization, e.g. ``[{class_path: RandomCrop, init_args: {padding: 4}},
             {class_path: HorizontalFlip}]`` (see ``lightning_cnn.data.augment``).
@@ -257,6 +261,7 @@ class ImageDataModule(LightningDataModule):
         mix: BatchMix | None = None,
         bootstrap_seed: int | None = None,
         test_size: int | float | None = None,
+        sample_weights: str | None = None,
     ) -> None:
         super().__init__()
         for key, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
@@ -293,6 +298,7 @@ class ImageDataModule(LightningDataModule):
         self.split_seed = split_seed
         self.fold, self.num_folds = fold, num_folds
         self.bootstrap_seed = bootstrap_seed
+        self.sample_weights = sample_weights
         self.train_set: TensorImages | None = None
         self.val_set: TensorImages | None = None
         self.test_set: TensorImages | None = None
@@ -428,9 +434,12 @@ class ImageDataModule(LightningDataModule):
                 setattr(self, f"{name}_set", self._split_set(name, images, loaded_labels, rows))
 
     def _split_set(self, name: str, images: Tensor, labels: Tensor, indices: Tensor) -> TensorImages:
-        """Split ``name`` of ``images``: the images at ``indices``, the training split resampled when bagging."""
+        """Split ``name`` of ``images``: the images at ``indices``, the training split resampled when bagging or
+        boosting."""
         if name == "train" and self.bootstrap_seed is not None:
             indices = bootstrap_indices(indices, self.bootstrap_seed)
+        if name == "train" and self.sample_weights is not None:
+            indices = weighted_indices(indices, *load_sample_weights(self.sample_weights, len(indices)))
         return TensorImages(images[indices], labels[indices])
 
     def _eval_sampler(self, dataset: TensorImages) -> Sampler[int] | None:

@@ -82,6 +82,7 @@ class CIFAR100DataModule(ImageDataModule):
         num_folds: see ``ImageDataModule``.
         mix: see ``ImageDataModule``.
         bootstrap_seed: see ``ImageDataModule``.
+        sample_weights: see ``ImageDataModule``.
         test_size: see ``ImageDataModule``.
     """
 
@@ -110,6 +111,7 @@ class CIFAR100DataModule(ImageDataModule):
         mix: BatchMix | None = None,
         bootstrap_seed: int | None = None,
         test_size: int | float | None = None,
+        sample_weights: str | None = None,
     ) -> None:
         if label_mode not in LABEL_MODES:
             raise ConfigError(f"data.label_mode must be fine (100 classes) or coarse (20), got {label_mode!r}")
@@ -117,6 +119,7 @@ class CIFAR100DataModule(ImageDataModule):
             data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
             fold=fold, num_folds=num_folds, mix=mix, bootstrap_seed=bootstrap_seed, test_size=test_size,
+            sample_weights=sample_weights,
         )  # fmt: skip
         self.label_mode = label_mode
         self.classes = LABEL_MODES[label_mode]

@@ -71,6 +71,7 @@ class SVHNDataModule(ImageDataModule):
         num_folds: see ``ImageDataModule``.
         mix: see ``ImageDataModule``.
         bootstrap_seed: see ``ImageDataModule``.
+        sample_weights: see ``ImageDataModule``.
         test_size: see ``ImageDataModule``.
     """
 
@@ -99,12 +100,14 @@ class SVHNDataModule(ImageDataModule):
         mix: BatchMix | None = None,
         bootstrap_seed: int | None = None,
         test_size: int | float | None = None,
+        sample_weights: str | None = None,
     ) -> None:
         require("scipy", "SVHNDataModule (reading MATLAB files)")
         super().__init__(
             data_dir=data_dir, download=download, batch_size=batch_size, eval_batch_size=eval_batch_size,
             num_workers=num_workers, val_size=val_size, split_seed=split_seed, augment=augment,
             fold=fold, num_folds=num_folds, mix=mix, bootstrap_seed=bootstrap_seed, test_size=test_size,
+            sample_weights=sample_weights,
         )  # fmt: skip
         self.extra = extra
 

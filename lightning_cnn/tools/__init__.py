@@ -15,6 +15,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "repeat": ("lightning_cnn.tools.repeat", "train a config once per seed: each run's test metrics and their spread"),
     "search": ("lightning_cnn.tools.search", "hyper-parameter search with Optuna"),
     "bag": ("lightning_cnn.tools.bag", "bagging: train K members on bootstrap resamples of the training set"),
+    "boost": ("lightning_cnn.tools.boost", "boosting (SAMME): train K members, each reweighted by the last's mistakes"),
     "tune": ("lightning_cnn.tools.tune", "find the learning rate (and with --batch_size the batch size) of a config"),
     "preview": ("lightning_cnn.tools.preview", "write the first augmented training batch of a config as a PNG"),
     "models": ("lightning_cnn.tools.models", "parameters and FLOPs of every model or recipe"),

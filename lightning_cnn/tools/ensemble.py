@@ -1,6 +1,7 @@
 """``python -m lightning_cnn ensemble``: several trained runs on the test split of the data module they were
 trained on: each alone, their softmax outputs averaged (bagging, when they were trained on bootstrap resamples), and
-stacked (a logistic regression fit on their outputs for the validation split).
+stacked (a logistic regression fit on their outputs for the validation split); members trained by ``boost`` also
+vote, each with its α (``lightning_cnn.inference.boosting``).
 
 Each member sees the images through its own recorded preprocessing; the members must agree on the classes and the
 input shape. A member calibrated by ``lightning-cnn calibrate`` contributes the softmax of its logits divided by its
@@ -26,6 +27,7 @@ from lightning_cnn.checkpoints import class_of
 from lightning_cnn.config_files import find_config
 from lightning_cnn.data import ImageDataModule
 from lightning_cnn.errors import ConfigError, check_file
+from lightning_cnn.inference.boosting import read_record, samme_vote, soft_vote
 from lightning_cnn.inference.calibration import applied_temperature, probability_ece
 from lightning_cnn.inference.stacking import fit_stacker
 from lightning_cnn.inference.trained import TrainedModel, load_trained
@@ -42,7 +44,7 @@ from lightning_cnn.tools.tables import format_table
 
 # data module settings that only matter for training (a bootstrap resample changes the training images alone), and
 # the keys Lightning's CLI adds to them, which are not settings
-TRAINING_ONLY = ("augment", "bootstrap_seed", INSTANTIATOR_KEY, CLASS_PATH_KEY)
+TRAINING_ONLY = ("augment", "bootstrap_seed", "sample_weights", INSTANTIATOR_KEY, CLASS_PATH_KEY)
 # data module settings that choose the validation split: stacking needs one that no member trained on
 SPLIT_KEYS = ("val_size", "test_size", "split_seed", "fold", "num_folds")
 
@@ -179,6 +181,7 @@ def evaluate(
             "ckpt_path": str(member.checkpoint_path),
             "model": type(member.model).__name__,
             "bootstrap_seed": member.datamodule_hparams.get("bootstrap_seed"),
+            "boosting": read_record(Path(member.checkpoint_path)),
             "temperature": t,
             "test_acc": accuracy(probs, labels),
             "test_ece": probability_ece(probs, labels),
@@ -205,6 +208,7 @@ def evaluate(
         if bagged_mean is not None
         else None
     )
+    result["boosting"] = boosting(rows, test_probs, labels)
     problem = stacking_problem(members, val[1])
     if problem is None:
         val_probs = [
@@ -222,6 +226,28 @@ def evaluate(
     return result
 
 
+def boosting(rows: list[dict[str, Any]], test_probs: list[Tensor], labels: Tensor) -> dict[str, Any] | None:
+    """SAMME's α-weighted vote of the boosted members (those with a ``boosting.json``) and its soft variant (the
+    α-weighted softmax average), or None when no member was boosted."""
+    boosted = [(row["boosting"], probs) for row, probs in zip(rows, test_probs, strict=True) if row["boosting"]]
+    if not boosted:
+        return None
+    if len({record.get("boost_dir") for record, _ in boosted}) > 1:
+        return {"skipped": "the boosted members come from different boost runs, whose α do not add up"}
+    alphas = [float(record["alpha"]) for record, _ in boosted]
+    if sum(alphas) <= 0:
+        return {"skipped": "every boosted member has α 0 (no better than chance)"}
+    votes = samme_vote([probs.argmax(1) for _, probs in boosted], alphas, test_probs[0].shape[1])
+    soft = soft_vote([probs for _, probs in boosted], alphas)
+    return {
+        "members": len(boosted),
+        "alphas": alphas,
+        "test_acc": accuracy(votes, labels),
+        "test_ece": probability_ece(votes, labels),
+        "soft": {"test_acc": accuracy(soft, labels), "test_ece": probability_ece(soft, labels)},
+    }
+
+
 def table(result: dict[str, Any]) -> str:
     """The figures as an aligned text table: members (calibrated or not), their mean, averaging (bagging), stacking;
     accuracy and ECE of each."""
@@ -229,6 +255,8 @@ def table(result: dict[str, Any]) -> str:
     lines = []
     for row in result["members"]:
         data = "training split" if row["bootstrap_seed"] is None else f"bootstrap {row['bootstrap_seed']}"
+        if row.get("boosting"):
+            data = f"boosted {row['boosting']['member']}, α={row['boosting']['alpha']:.3f}"
         calibrated = "no" if row["temperature"] is None else f"T={row['temperature']:.3f}"
         lines.append((row["ckpt_path"], row["model"], data, calibrated, *_figures(row)))
     mean = {"test_acc": result["member_mean_test_acc"], "test_ece": result["member_mean_test_ece"]}
@@ -242,6 +270,13 @@ def table(result: dict[str, Any]) -> str:
         if bagging:
             m = bagging["members"]
             lines.append((f"bagging (softmax average of the {m} bootstrap)", "", "", "", *_figures(bagging)))
+    boosted = result.get("boosting")
+    if boosted and "test_acc" in boosted:
+        lines.append((f"boosting (α-weighted vote of {boosted['members']})", "", "", "", *_figures(boosted)))
+        lines.append((f"boosting, soft (α-weighted softmax of {boosted['members']})", "", "", "",
+                      *_figures(boosted["soft"])))  # fmt: skip
+    elif boosted:
+        lines.append(("boosting", "", "", "", f"skipped: {boosted['skipped']}", ""))
     stacking = result["stacking"]
     if "test_acc" in stacking:
         label = f"stacking (fit on {stacking['val_images']} validation images)"
