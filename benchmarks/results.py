@@ -28,15 +28,16 @@ from typing import Any
 import lightning as L
 import torch
 
-from benchmarks import common, practice
+from benchmarks import boosting, common, practice
 from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed, torch_threads
 from lightning_cnn.tools.recipes import MEASURED
 
+SUITES = (practice, boosting)  # modules of parts of their own: PARTS, TITLES, NEEDS_MNIST, NEEDS_CIFAR_JPEG
 PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
     *("overhead", "instructions", "pipeline", "end_to_end", "memory", "augmentations", "plain_logs", "parallel_search"),
     *("report", "loggers", "ensembles", "experiments", "predict_export"),
-    *practice.PARTS,
+    *(name for suite in SUITES for name in suite.PARTS),
 )
 MAIN_RECIPE = "configs/mnist/lenet5.yaml"
 MAIN_SEEDS = (42, 1, 2, 3)  # the recipe's own seed and three others
@@ -89,11 +90,11 @@ def missing_data(part: str, data_dir: Path, quick: bool = False) -> str | None:
 
     needs_mnist = part in (
         *("recipe", "mnist_recipes", "overhead", "instructions", "memory", "plain_logs", "parallel_search"),
-        *("report", "loggers", "ensembles", "experiments", *practice.NEEDS_MNIST),
+        *("report", "loggers", "ensembles", "experiments", *(n for suite in SUITES for n in suite.NEEDS_MNIST)),
     )
     needs_cifar = part in (
         *("cifar_recipes", "cifar_augment", "overhead", "pipeline", "end_to_end", "memory", "predict_export"),
-        *practice.NEEDS_CIFAR_JPEG,
+        *(name for suite in SUITES for name in suite.NEEDS_CIFAR_JPEG),
     )
     missing = []
     if needs_mnist and not MNISTDataModule(data_dir=str(data_dir)).files_present():
@@ -283,7 +284,7 @@ RUNNERS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "plain_logs": part_plain_logs,
     "parallel_search": part_parallel_search,
     **{name: workflow(name) for name in ("report", "loggers", "ensembles", "experiments", "predict_export")},
-    **{name: workflow(name, practice.PARTS) for name in practice.PARTS},
+    **{name: workflow(name, suite.PARTS) for suite in SUITES for name in suite.PARTS},
 }
 
 
@@ -545,7 +546,7 @@ TITLES = {
     "ensembles": ("Ensembles, bagging and stacking", md_ensembles),
     "experiments": ("k-fold and search", md_experiments),
     "predict_export": ("Predicting image files and exporting", md_predict_export),
-    **practice.TITLES,
+    **{name: title for suite in SUITES for name, title in suite.TITLES.items()},
 }
 
 
