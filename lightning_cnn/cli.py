@@ -24,6 +24,7 @@ from lightning_cnn import preflight
 from lightning_cnn.config_files import absolute_data_paths, option_given, own_labels
 from lightning_cnn.data import DATAMODULES, ImageDataModule
 from lightning_cnn.data.augment import AUGMENTATIONS
+from lightning_cnn.data.exclusion import read_exclusion
 from lightning_cnn.data.mix import MIXES
 from lightning_cnn.data.tta import tta_views
 from lightning_cnn.errors import ConfigError, summarize_parser_error, user_error
@@ -103,6 +104,9 @@ RUN_OPTIONS: dict[str, tuple[Any, Any, str]] = {
     "tta": (bool, False, "Test also with test-time augmentation: the softmax averaged over the mirror image and"
             " shifts of each test image, as far as data.augment flips (HorizontalFlip) and crops (RandomCrop); logs"
             " test/tta_acc and test/tta_loss beside test/acc. For test, and fit with test_after_fit."),
+    "exclude": (str | None, None, "An audit.csv that 'lightning-cnn audit' wrote: train without its first --top"
+                " rows (the likeliest label errors), dropped from the training split."),
+    "top": (int | None, None, "With exclude: how many of the audit's suspects to leave out."),
     "trust_checkpoint": (bool, False, "Load a --ckpt_path file that holds more than weights and plain data."
                          " Unpickling such a file can run code written into it: only for a file you trust."),
 }  # fmt: skip
@@ -195,6 +199,7 @@ class CNNLightningCLI(LightningCLI):
         self._preflight(preflight.check_built, self._config(), self.subcommand, self.model, self.datamodule,
                         self.trainer, checkpoint)  # fmt: skip
         self._preflight(self._use_tta)
+        self._preflight(self._use_exclude)
         absolute_data_paths(self._config().get("data"), self.datamodule)
 
     def _use_tta(self) -> None:
@@ -204,6 +209,20 @@ class CNNLightningCLI(LightningCLI):
         testing = self.subcommand == "test" or (self.subcommand == "fit" and config.get("test_after_fit"))
         if config.get("tta") and testing and hasattr(self.model, "use_tta"):
             self.model.use_tta(tta_views(getattr(self.datamodule, "augment", None), "this run (data.augment)"))
+
+    def _use_exclude(self) -> None:
+        """With ``exclude`` and ``top``, give the data module the audit's first ``top`` suspects to leave out of its
+        training split (checked against the training labels when the split is drawn)."""
+        config = self._config()
+        path, top = config.get("exclude"), config.get("top")
+        if top is not None and path is None:
+            raise ConfigError("--top needs --exclude AUDIT_CSV (the audit.csv that 'lightning-cnn audit' wrote)")
+        if path is None:
+            return
+        if top is None or top < 0:
+            raise ConfigError(f"--exclude needs --top N, 0 or more suspects to leave out (got {top})")
+        if isinstance(self.datamodule, ImageDataModule):
+            self.datamodule.excluded = read_exclusion(path, top)
 
     def _preflight(self, check: Any, *args: Any) -> None:
         """Run a pre-flight check; its failure is a usage error like the parser's: one line, exit 2."""

@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from lightning_cnn.data.augment import BatchAugmentation, apply_all
+from lightning_cnn.data.exclusion import Exclusion
 from lightning_cnn.data.mix import BatchMix
 from lightning_cnn.data.weighted import load_sample_weights, weighted_indices
 from lightning_cnn.errors import ConfigError, CorruptDataError, DataNotFoundError
@@ -302,6 +303,7 @@ class ImageDataModule(LightningDataModule):
         self.train_set: TensorImages | None = None
         self.val_set: TensorImages | None = None
         self.test_set: TensorImages | None = None
+        self.excluded: Exclusion | None = None  # fit --exclude: images an audit named, left out of the training split
 
     def resolved_paths(self) -> dict[str, Path]:
         """The folders this module's path options resolved to, by option: a run's config saves them absolute."""
@@ -394,7 +396,8 @@ class ImageDataModule(LightningDataModule):
         ``test_size``, which comes out first. ``train`` is not yet bootstrapped."""
         kept, held_out = self.held_out_split(labels)
         train, val = split_indices(len(kept), self.val_size, self.split_seed, self.fold, self.num_folds)
-        splits = {"train": kept[train], "val": kept[val]}
+        train = kept[train] if self.excluded is None else self.excluded.drop(kept[train], labels, self.classes)
+        splits = {"train": train, "val": kept[val]}
         return splits if held_out is None else {**splits, "test": held_out}
 
     def setup(self, stage: str | None = None) -> None:

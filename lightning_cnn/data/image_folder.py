@@ -280,6 +280,15 @@ class ImageFolderDataModule(ImageDataModule):
         images, labels, _ = self._load_files(folder)
         return images, labels
 
+    def listed_split(self, train: bool) -> tuple[Tensor, Tensor, Tensor, list[Path]]:
+        """Every readable image of the training (``train``) or test folder, its label and its place in the folder's
+        listing, and the listing's files: an audit names each image, and each unreadable file, by them."""
+        folder = self.train_folder if train else self.test_folder
+        if folder is None:
+            raise ConfigError("data.test_dir is not set: there is no test folder to list")
+        images, labels, found = self._load_files(folder)
+        return images, labels, found, self._files(folder)[0]
+
     def _files(self, folder: Path) -> tuple[list[Path], list[int], list[tuple[str, int, int]]]:
         """The folder's files, their labels and (relative path, size, modification time), listed once: every split
         this module draws from the folder indexes one listing."""

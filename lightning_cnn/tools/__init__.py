@@ -21,4 +21,5 @@ TOOLS: dict[str, tuple[str, str]] = {
     "models": ("lightning_cnn.tools.models", "parameters and FLOPs of every model or recipe"),
     "recipes": ("lightning_cnn.tools.recipes", "the recipes shipped with the package: model, data, measured accuracy"),
     "runs": ("lightning_cnn.tools.runs", "list the runs under a root: name, tags, model, data, accuracy"),
+    "audit": ("lightning_cnn.tools.audit", "find duplicates, unreadable files and likely label errors in a dataset"),
 }
