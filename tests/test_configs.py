@@ -13,7 +13,9 @@ import pytest
 import torch
 import yaml
 
+from lightning_cnn.models.losses import LOSSES
 from tests.helpers.runs import QUICK
+from tests.helpers.writers import write_two_classes
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 BASE_RECIPE = CONFIGS / "mnist" / "lenet5.yaml"
@@ -46,6 +48,13 @@ def cannot_run_here(config: dict) -> str | None:
     return None
 
 
+def two_classes_only(config: dict) -> bool:
+    """A fragment whose loss trains one logit (binary cross-entropy), which needs data of two classes."""
+    loss = ((config.get("model") or {}).get("init_args") or {}).get("loss") or {}
+    name = str(loss.get("class_path", "")).rsplit(".", 1)[-1]
+    return name in LOSSES and LOSSES[name].single_logit
+
+
 FIT_CONFIGS = sorted(p for p in CONFIGS.rglob("*.yaml") if p.parent != CONFIGS / "search")
 
 
@@ -54,6 +63,10 @@ def test_config_runs_a_fast_dev_run(path: Path, run_cli, request, tmp_path):
     config = yaml.safe_load(path.read_text())
     is_recipe = "class_path" in (config.get("model") or {})
     configs = ["--config", path] if is_recipe else ["--config", BASE_RECIPE, "--config", path]
+    if two_classes_only(config):  # on a two-class image folder instead of the base recipe's ten digits
+        folder = write_two_classes(tmp_path / "two_classes", 8)
+        configs += ["--data", "ImageFolderDataModule", "--data.root", folder, "--data.test_size", "0.25"]
+        configs += ["--data.cache", "false"]
     name = data_class(config)
     assert name in DATA_FIXTURES, f"add a tiny-data fixture for {name} to DATA_FIXTURES in {__file__}"
     data_dir = request.getfixturevalue(DATA_FIXTURES[name])

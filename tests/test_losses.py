@@ -73,7 +73,11 @@ def test_balanced_weights_come_from_the_training_split(mnist_dir, tmp_path, ema)
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--model.loss", "Hinge"], "model.loss: unknown class 'Hinge'; choose one of CrossEntropyLoss, FocalLoss"),
+        (
+            ["--model.loss", "Hinge"],
+            "model.loss: unknown class 'Hinge'; choose one of AsymmetricLoss, BCEWithLogitsLoss, CrossEntropyLoss,"
+            " FocalLoss, MultiLabelBCELoss",
+        ),
         (["--model.loss", "FocalLoss", "--model.loss.gamma", "-1"], "model.loss.gamma (FocalLoss) must be 0 or more"),
         (
             ["--model.class_weights", "[1, 2, 3]"],

@@ -68,5 +68,5 @@ class AlexNet(ImageClassifier):
             nn.Dropout(dropout),
             nn.Linear(linear, linear),
             blocks.activation(activation),
-            nn.Linear(linear, self.num_classes),
+            nn.Linear(linear, self.num_outputs),
         )

@@ -27,6 +27,7 @@ from lightning_cnn.data.tta import View, average_probabilities, black
 from lightning_cnn.errors import ConfigError, DivergedError, check_file
 from lightning_cnn.internals import NormBase
 from lightning_cnn.models import multilabel
+from lightning_cnn.models.binary import PositiveScores, ranking_metrics, two_class_logits, youden_threshold
 from lightning_cnn.models.calibration import ReliabilityBins, calibration_metrics
 from lightning_cnn.models.losses import ClassificationLoss, CrossEntropyLoss, balanced_weights
 from lightning_cnn.registry import Registry
@@ -102,7 +103,7 @@ class ImageClassifier(LightningModule):
         decay_norm_and_bias: ``false`` exempts biases and normalization weights from weight decay.
         label_smoothing: label smoothing of the training targets, in [0, 1).
         loss: the training loss, e.g. ``{class_path: FocalLoss, init_args: {gamma: 2.0}}``; default cross-entropy
-            (see ``lightning_cnn.models.losses``).
+            (see ``lightning_cnn.models.losses``). ``BCEWithLogitsLoss`` (two classes only) trains one logit.
         class_weights: a weight per class for the training loss (rare classes count more): a list of
             ``num_classes`` numbers, or ``balanced`` for inverse class frequency in the training split.
         l1_weight: weight of an L1 penalty on the conv and linear weights (0 turns it off).
@@ -162,6 +163,14 @@ class ImageClassifier(LightningModule):
         self.multi_label = multi_label
         if multi_label or getattr(self.loss, "multi_label", False):  # one logit per label, or refused in one line
             self.loss = multilabel.multi_label_loss(loss, multi_label, class_weights)
+        if self.loss.single_logit and num_classes != 2:
+            raise ConfigError(
+                f"model.loss: {type(self.loss).__name__} trains one logit for two classes, but the data has"
+                f" {num_classes}; use CrossEntropyLoss or FocalLoss, or data with two class folders"
+            )
+        # the width of the network's output, which architectures build their last layer with: one logit for a
+        # single-logit loss (forward turns it into two-class logits), else one per class
+        self.num_outputs = 1 if self.loss.single_logit else num_classes
         self.class_weights = class_weights
         # not in the state_dict: training-only. "balanced" is computed from the data at the start of fit; until then
         # equal weights, so that copies of the model made before (the EMA callback's) hold the same buffers
@@ -191,6 +200,10 @@ class ImageClassifier(LightningModule):
         self.val_metrics = MetricCollection(evaluation, prefix="val/", compute_groups=False)
         self.test_metrics = self.val_metrics.clone(prefix="test/")
         self.test_metrics.add_metrics(calibration_metrics(num_classes))
+        self.test_metrics.add_metrics(ranking_metrics(num_classes))  # two classes: test/auroc, test/auprc
+        # two classes: the validation split's class-1 scores, and the threshold they suggest (kept in checkpoints)
+        self.val_scores = PositiveScores() if num_classes == 2 else None
+        self.val_threshold: float | None = None
         # the evaluation loss as a torchmetrics mean weighted by batch size: Lightning's `self.log(...,
         # sync_dist=True)` floors the image count when processes saw different numbers of images
         # (Lightning-AI/pytorch-lightning#21859), which the unpadded evaluation sampler makes the rule
@@ -208,6 +221,8 @@ class ImageClassifier(LightningModule):
             },
             compute_groups=False,
         )
+        if num_classes == 2:  # the report's ROC and precision-recall curves
+            self.test_tables.add_metrics({"scores": PositiveScores()})
         if multi_label:  # ranking and thresholded metrics instead, and each label's threshold (tuned on validation)
             self.val_metrics = multilabel.evaluation_metrics(num_classes, "val/")
             self.test_metrics = multilabel.evaluation_metrics(num_classes, "test/")
@@ -236,7 +251,15 @@ class ImageClassifier(LightningModule):
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        logits = self.net(x)
+        if self.num_outputs == 1:
+            if logits.shape[1] != 1:
+                raise ConfigError(
+                    f"model.loss: {type(self.loss).__name__} trains one logit, but {type(self).__name__}'s network"
+                    f" emits {logits.shape[1]}; build its last layer with self.num_outputs, or use CrossEntropyLoss"
+                )
+            return two_class_logits(logits)
+        return logits
 
     def configure_model(self) -> None:
         if self.channels_last:  # in place; 4-D weights only, the others have no such layout
@@ -261,6 +284,8 @@ class ImageClassifier(LightningModule):
             # probabilities, not logits: the calibration errors take logits that all lie in [0, 1] for probabilities
             probabilities = logits.detach().float().softmax(dim=1)
             getattr(self, f"{stage}_metrics").update(probabilities, y)
+            if stage == "val" and self.val_scores is not None:
+                self.val_scores.update(probabilities, y)
         if stage != "train":  # per epoch, averaged over all images of all processes
             getattr(self, f"{stage}_loss").update(loss.detach(), weight=len(y))
         if stage == "test":
@@ -331,11 +356,15 @@ class ImageClassifier(LightningModule):
             self._check_finite_losses()
         # beside the weights, not in the state_dict: checkpoints of earlier versions still load strictly
         checkpoint["val_acc_best"] = self.val_acc_best.max_value.detach().cpu().clone()
+        if self.val_scores is not None:
+            checkpoint["val_threshold"] = self.val_threshold
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "val_acc_best" in checkpoint:
             state = self.val_acc_best.max_value
             self.val_acc_best.max_value = torch.as_tensor(checkpoint["val_acc_best"]).to(state.device, state.dtype)
+        if self.val_scores is not None:
+            self.val_threshold = checkpoint.get("val_threshold")
 
     def _log_epoch_metrics(self, stage: str) -> None:
         """Log the epoch's accumulated metrics (synced across processes by ``compute``) and reset them.
@@ -360,6 +389,10 @@ class ImageClassifier(LightningModule):
         if stage == "val" and not self.trainer.sanity_checking:  # the sanity check's few batches do not count
             self.val_acc_best.update(accuracy)
             self.log("val/acc_best", self.val_acc_best.compute())
+        if stage == "val" and self.val_scores is not None and self.val_scores.update_called:
+            if not self.trainer.sanity_checking:  # the threshold of these weights, on the whole validation split
+                self.val_threshold = youden_threshold(*self.val_scores.compute())
+            self.val_scores.reset()
         if stage == "val" and self.multi_label:
             multilabel.tune_thresholds(self)
         if stage == "test":

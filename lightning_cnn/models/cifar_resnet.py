@@ -100,7 +100,7 @@ class CIFARResNet(ImageClassifier):
 
     def __init__(self, depth: int = 20, shortcut: Shortcut = "A", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.net = cifar_resnet(depth, self.input_shape[0], self.num_classes, shortcut)
+        self.net = cifar_resnet(depth, self.input_shape[0], self.num_outputs, shortcut)
 
 
 @MODELS.register

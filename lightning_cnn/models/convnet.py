@@ -95,7 +95,7 @@ class ConvNet(ImageClassifier):
             size = width
         if dropout:
             layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(size, self.num_classes))
+        layers.append(nn.Linear(size, self.num_outputs))
         self.net = nn.Sequential(*layers)
 
     @staticmethod

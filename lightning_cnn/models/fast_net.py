@@ -147,7 +147,7 @@ class FastCIFARNet(ImageClassifier):
         for width in widths:
             layers.append(ConvGroup(in_channels, width))
             in_channels = width
-        layers += [GlobalMaxPool(), nn.Flatten(), nn.Linear(in_channels, self.num_classes, bias=False)]
+        layers += [GlobalMaxPool(), nn.Flatten(), nn.Linear(in_channels, self.num_outputs, bias=False)]
         body = nn.Sequential(*layers, Scale(LOGIT_SCALE))
         self.net = FlipAveraging(body) if flip_averaging else body
 

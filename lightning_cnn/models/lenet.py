@@ -49,5 +49,5 @@ class LeNet5(ImageClassifier):
             act(),
             nn.Linear(120, 84),
             act(),
-            nn.Linear(84, self.num_classes),
+            nn.Linear(84, self.num_outputs),
         )

@@ -1,4 +1,5 @@
-"""Training losses, chosen with ``model.loss``: cross-entropy (the default) and focal loss.
+"""Training losses, chosen with ``model.loss``: cross-entropy (the default), focal loss, and binary cross-entropy on
+one logit for two-class tasks.
 
 A loss takes logits and either class indices (N,) or target probabilities (N, K) (MixUp/CutMix batches),
 plus the two options every loss shares, given on the model: per-class weights (``model.class_weights``) and
@@ -21,6 +22,9 @@ from lightning_cnn.registry import Registry
 
 class ClassificationLoss(ShownByArguments):
     """Base of every loss: ``loss(logits, targets, weight, label_smoothing)`` returns a scalar."""
+
+    # True for a loss of one logit per image (binary cross-entropy): the model's network then emits one output
+    single_logit: bool = False
 
     def __call__(
         self, logits: Tensor, targets: Tensor, weight: Tensor | None = None, label_smoothing: float = 0.0
@@ -75,6 +79,46 @@ class FocalLoss(ClassificationLoss):
         # cross_entropy's reductions: weighted mean over class indices, plain mean over probabilities
         total = weight[targets].sum() if hard and weight is not None else len(logits)
         return (self.alpha * terms.sum() / total).to(logits.dtype)
+
+
+@LOSSES.register
+class BCEWithLogitsLoss(ClassificationLoss):
+    """Binary cross-entropy on one logit ``z`` per image, for two classes: ``-(t log σ(z) + (1 - t) log(1 - σ(z)))``
+    with ``t`` the probability of class 1; class 1 is predicted when ``σ(z) > 0.5``.
+
+    The model's network then emits one output (``ImageClassifier.num_outputs``) and its forward returns the two-class
+    logits ``[-z/2, z/2]``, whose softmax is ``[1 - σ(z), σ(z)]``; this loss reads ``z`` back as their difference.
+    Class weights, label smoothing (towards 1/2) and mixed batches follow cross-entropy's rules.
+
+    Args:
+        pos_weight: a factor on the class-1 term (as ``torch.nn.BCEWithLogitsLoss``'s): above 1 raises recall of
+            class 1, e.g. negatives / positives for a rare class 1; null is 1.
+    """
+
+    single_logit = True
+
+    def __init__(self, pos_weight: float | None = None) -> None:
+        if pos_weight is not None and not (pos_weight > 0 and math.isfinite(pos_weight)):
+            raise ConfigError(f"model.loss.pos_weight (BCEWithLogitsLoss) must be above 0 or null, got {pos_weight}")
+        self.pos_weight = pos_weight
+
+    def __call__(
+        self, logits: Tensor, targets: Tensor, weight: Tensor | None = None, label_smoothing: float = 0.0
+    ) -> Tensor:
+        z = (logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits[:, 0]).float()
+        hard = targets.ndim == 1
+        positive = targets.float() if hard else targets[:, 1].float()
+        if label_smoothing:
+            positive = positive * (1 - label_smoothing) + label_smoothing / 2
+        log_yes, log_no = F.logsigmoid(z), F.logsigmoid(-z)
+        yes_weight = torch.ones_like(z) if weight is None else weight[1].float().expand_as(z)
+        no_weight = torch.ones_like(z) if weight is None else weight[0].float().expand_as(z)
+        if self.pos_weight is not None:
+            yes_weight = yes_weight * self.pos_weight
+        terms = -(yes_weight * positive * log_yes + no_weight * (1 - positive) * log_no)
+        # cross_entropy's reductions: weighted mean over class indices, plain mean over probabilities
+        total = weight[targets].sum() if hard and weight is not None else len(logits)
+        return (terms.sum() / total).to(logits.dtype)
 
 
 def balanced_weights(counts: Tensor) -> Tensor:

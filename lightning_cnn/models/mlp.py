@@ -40,5 +40,5 @@ class MLP(ImageClassifier):
             if dropout:
                 layers.append(nn.Dropout(dropout))
             features = width
-        layers.append(nn.Linear(features, self.num_classes))
+        layers.append(nn.Linear(features, self.num_outputs))
         self.net = nn.Sequential(*layers)

@@ -72,7 +72,7 @@ class ResNet18(TransferClassifier):
         if resize is not None and resize < 32:
             raise ConfigError(f"model.resize: {resize} is too small; allowed: null or a size >= 32")
         channels = self.input_shape[0]
-        backbone = resnet18(num_classes=self.num_classes)
+        backbone = resnet18(num_classes=self.num_outputs)
         if weights is None:
             backbone.conv1 = nn.Conv2d(channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
             backbone.maxpool = nn.Identity()

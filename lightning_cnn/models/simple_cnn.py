@@ -29,4 +29,4 @@ class SimpleCNN(ImageClassifier):
             nn.MaxPool2d(2),
             nn.Flatten(),
         )
-        self.net = nn.Sequential(features, nn.Linear(flat_features(features, self.input_shape), self.num_classes))
+        self.net = nn.Sequential(features, nn.Linear(flat_features(features, self.input_shape), self.num_outputs))

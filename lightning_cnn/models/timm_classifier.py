@@ -116,7 +116,7 @@ class TimmClassifier(TransferClassifier):
         """``timm.create_model`` for this data; a failure to find the weights or to build is one line."""
         try:
             return timm.create_model(
-                name, pretrained=pretrained, num_classes=self.num_classes, in_chans=self.input_shape[0], **options
+                name, pretrained=pretrained, num_classes=self.num_outputs, in_chans=self.input_shape[0], **options
             )
         except TypeError as err:  # an option the architecture does not take
             raise ConfigError(f"model.model_args: {name} does not take these options ({err})") from err

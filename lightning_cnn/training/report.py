@@ -8,6 +8,8 @@ the summary. In the run folder after a test: ``metrics.json`` (with the run's na
 ``test/reliability``), with ``explain: true`` ``mistakes_explained.png`` (misclassified test images under the Grad-CAM
 map of their predicted class, also logged as ``test/mistakes_explained``), sent with ``config.yaml`` to MLflow and
 W&B as artifacts; and a per-class table in the log.
+With two classes also ``roc.png`` and ``pr.png`` (``lightning_cnn.training.binary_curves``, logged as ``test/roc`` and
+``test/pr``), and in ``metrics.json`` the threshold the validation split suggests (``val_threshold``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from lightning_cnn.errors import ConfigError
 from lightning_cnn.inference.explain import check_explainable, grad_cam, overlays
 from lightning_cnn.internals import flat_hparams, tensorboard_file_writer
 from lightning_cnn.training import multilabel_report
+from lightning_cnn.training.binary_curves import binary_curves
 from lightning_cnn.training.loggers import log_files, log_image, log_summary, run_dir, run_labels, save_png
 from lightning_cnn.training.preview import image_grid
 
@@ -150,6 +153,12 @@ class EvaluationReport(L.Callback):
         reliability = reliability_figure(results["reliability"], scalars) if "reliability" in results else None
         if reliability is not None:
             log_image(trainer, "test/reliability", reliability, trainer.global_step)
+        curves: dict[str, np.ndarray] = {}  # two classes: roc.png, pr.png and the validation split's threshold
+        if "scores" in results:
+            report["val_threshold"] = getattr(pl_module, "val_threshold", None)
+            curves = binary_curves(results["scores"], scalars, report["val_threshold"], f"{classes[1]} (class 1)")
+        for key, image in curves.items():
+            log_image(trainer, f"test/{key}", image, trainer.global_step)
         explained = None
         if self.explain and isinstance(trainer.datamodule, ImageDataModule) and trainer.datamodule.test_set is not None:
             explained = explained_mistakes(trainer, pl_module, trainer.datamodule, self.num_images)
@@ -169,6 +178,9 @@ class EvaluationReport(L.Callback):
             if reliability is not None:
                 save_png(reliability, folder / RELIABILITY_FILE)
                 files.append(folder / RELIABILITY_FILE)
+            for key, image in curves.items():
+                save_png(image, folder / f"{key}.png")
+                files.append(folder / f"{key}.png")
             if explained is not None:
                 save_png(explained, folder / EXPLAINED_FILE)
                 files.append(folder / EXPLAINED_FILE)

@@ -89,3 +89,17 @@ def write_svhn_mat(path: Path, images: np.ndarray, digits: np.ndarray) -> None:
 
     labels = np.where(digits == 0, 10, digits).astype(np.uint8)[:, None]
     savemat(path, {"X": np.ascontiguousarray(images.transpose(1, 2, 3, 0)), "y": labels}, do_compression=True)
+
+
+def write_two_classes(
+    root: Path, per_class: int, names: tuple[str, str] = ("cat", "dog"), contrast: float = 50.0
+) -> Path:
+    """``root/<name>/<i>.png``: a two-class image folder of ``per_class`` 24×24 RGB noise images a class, class 1
+    ``contrast`` grey levels brighter on average than class 0 (0: nothing tells the classes apart)."""
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(per_class):
+            pixels = np.clip(rng.normal(100 + contrast * k, 40, (24, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    return root
