@@ -25,8 +25,9 @@ PREDICTIONS_FILE = "test_predictions.png"
 
 
 def label_set(row: Tensor, classes: list[str]) -> str:
-    """The names of a multi-hot row's labels, separated by spaces; ``-`` for none."""
-    return " ".join(classes[i] for i in row.nonzero().flatten().tolist()) or "-"
+    """The names of a multi-hot row's labels, separated by commas (the grid's font draws a narrow space); ``-`` for
+    none."""
+    return ",".join(classes[i] for i in row.nonzero().flatten().tolist()) or "-"
 
 
 @torch.no_grad()
