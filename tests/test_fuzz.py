@@ -39,14 +39,24 @@ FALLBACK = "set LIGHTNING_CNN_DEBUG=1"  # the boundary's line for an error nobod
 FULL_RUNS = 3  # accepted cases that also train (fast_dev_run) in the default suite
 
 
-def option_bases(image_root: Path) -> list[list[str]]:
-    """Command lines whose options together are every option: the defaults, each model, data module, config
-    fragment and augmentation."""
+def required_data_values(image_root: Path, work: Path) -> dict[str, str]:
+    """A value for each argument a data module requires: the image folder, and a multi-label CSV of its files
+    (written into ``work``; each image's class folder and its parity as labels)."""
+    files = sorted(p.relative_to(image_root) for p in image_root.rglob("*") if p.is_file())
+    rows = [f"{path},{path.parent.name} {'even' if i % 2 else 'odd'}" for i, path in enumerate(files)]
+    (work / "labels.csv").write_text("file,labels\n" + "\n".join(rows) + "\n")
+    return {"root": str(image_root), "train_csv": str(work / "labels.csv")}
+
+
+def option_bases(required: dict[str, str]) -> list[list[str]]:
+    """Command lines whose options together are every option: the defaults, each model, data module (with the
+    ``required`` values of the arguments it cannot do without), config fragment and augmentation."""
     bases: list[list[str]] = [[]]
     bases += [["--model", name] for name in MODELS]
     for name, cls in DATAMODULES.items():
-        needs_root = "root" in inspect.signature(cls).parameters
-        bases.append(["--data", name, *(["--data.root", str(image_root)] if needs_root else [])])
+        needed = [p.name for p in inspect.signature(cls).parameters.values() if p.default is inspect.Parameter.empty]
+        assert set(needed) <= set(required), f"{name} requires {needed}: give the fuzz test a value for each"
+        bases.append(["--data", name, *(arg for key in needed for arg in (f"--data.{key}", required[key]))])
     bases += [["--config", str(path)] for kind in FRAGMENTS for path in sorted((CONFIGS / kind).glob("*.yaml"))]
     bases += [[f"--data.augment+={name}"] for name in AUGMENTATIONS]
     return bases
@@ -67,12 +77,12 @@ def leaf_options(value: Any, prefix: str = "", owner: str = "") -> Iterator[tupl
         yield prefix, owner
 
 
-def fuzz_cases(cli: CNNLightningCLI, image_root: Path, missing: Path, per_class: bool) -> list[list[str]]:
+def fuzz_cases(cli: CNNLightningCLI, required: dict[str, str], missing: Path, per_class: bool) -> list[list[str]]:
     """Every (base, option, value) case, as extra command-line arguments. An option shared by several bases (the
     trainer's, the base model's) is fuzzed once, with the first base that has it; with ``per_class`` once for each
     class that has it (``lr`` of every optimizer, ``dropout`` of every model)."""
     cases, seen = [], set()
-    for base in option_bases(image_root):
+    for base in option_bases(required):
         code, err = check_only(cli, base)
         assert code == 0, f"{base}: {err}"
         for option, owner in leaf_options(cli.config):
@@ -138,7 +148,8 @@ def test_every_option_with_any_value_is_accepted_or_one_clear_line(
     common = ["--data.data_dir", str(mnist_dir), "--trainer.default_root_dir", str(work / "runs"), *QUICK]
     cli = cli_main(common, run=False)
     everything = os.environ.get("LIGHTNING_CNN_FUZZ") == "all"
-    cases = fuzz_cases(cli, image_folder_dir / "folders" / "train", tmp_path / "missing" / "folder", everything)
+    required = required_data_values(image_folder_dir / "folders" / "train", tmp_path)
+    cases = fuzz_cases(cli, required, tmp_path / "missing" / "folder", everything)
     fuzzed = {case[-2] for case in cases}
     for prefix, registry in (("model", MODELS), ("data", DATAMODULES), ("data.augment", AUGMENTATIONS)):
         for cls in registry.values():  # every option of every registered class is walked
