@@ -208,3 +208,20 @@ def test_fit_test_and_predict_files_of_a_multi_label_run(run_cli, shapes, tmp_pa
     row = rows[0]
     predicted = {label for label in LABELS if float(row[f"p_{label}"]) > thresholds[label]}
     assert set(row["labels"].split()) == predicted
+
+    # ensemble averages the members' sigmoid outputs; one member's ensemble is that member
+    result = tmp_path / "ensemble.json"
+    code, err = run_cli("ensemble", "--ckpt_path", str(run), "--output", str(result))
+    assert code == 0, err
+    evaluated = json.loads(result.read_text())
+    assert evaluated["multi_label"] and len(evaluated["thresholds"]) == len(LABELS)
+    assert evaluated["ensemble"]["test_map"] == pytest.approx(evaluated["members"][0]["test_map"])
+    assert evaluated["members"][0]["test_map"] == pytest.approx(metrics["test/map"], abs=1e-4)
+
+    # export writes the network's logits, one per label, and the tuned thresholds beside it
+    exported = tmp_path / "model.onnx"
+    code, err = run_cli("export", "--ckpt_path", str(run), "--output", str(exported))
+    assert code == 0, err
+    metadata = json.loads(exported.with_suffix(".json").read_text())
+    assert metadata["thresholds"] == pytest.approx([thresholds[label] for label in LABELS], abs=1e-5)
+    assert "sigmoid" in metadata["output"]
