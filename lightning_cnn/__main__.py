@@ -118,6 +118,13 @@ def run(argv: Sequence[str], from_sys_argv: bool = False) -> None:
     cli_main(None if from_sys_argv else argv)
 
 
+def is_sigterm(exit_: SystemExit) -> bool:
+    """Whether ``exit_`` is Lightning's ``SIGTERMException``, raised after the checkpoint callback saved its files.
+    Looked up only when Lightning is loaded already: ``--help`` and the tools that never train start without it."""
+    exceptions = sys.modules.get("lightning.pytorch.utilities.exceptions")
+    return exceptions is not None and isinstance(exit_, exceptions.SIGTERMException)
+
+
 def _thread_error(args: threading.ExceptHookArgs) -> None:
     """A file-system error in a writer thread (TensorBoard's, on a full disk) is raised again where the run next
     writes, and reported there in one line: the thread's own traceback only with the debug variable."""
@@ -131,18 +138,16 @@ def main(args: Sequence[str] | None = None) -> None:
     if sys.argv and sys.argv[0].endswith("__main__.py"):
         sys.argv[0] = "python -m lightning_cnn"
     argv = sys.argv[1:] if args is None else list(args)
-    from lightning.pytorch.utilities.exceptions import SIGTERMException
-
     threading.excepthook = _thread_error
     try:
         run(argv, from_sys_argv=args is None)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
-    except SIGTERMException:  # Lightning's (a SystemExit), raised after the checkpoint callback saved its files
-        sys.stderr.write("terminated by SIGTERM\n")
-        sys.exit(143)
-    except SystemExit:
+    except SystemExit as exit_:
+        if is_sigterm(exit_):
+            sys.stderr.write("terminated by SIGTERM\n")
+            sys.exit(143)
         raise
     except Exception as err:  # the one boundary: every failure becomes one line
         if os.environ.get(DEBUG_ENV_VAR):

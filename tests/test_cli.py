@@ -202,3 +202,12 @@ def test_a_usage_mistake_in_any_tool_is_one_error_line_and_a_hint(run_cli, tool,
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
     assert not any(tmp_path.iterdir())
+
+
+def test_the_top_level_help_starts_without_torch_or_lightning():
+    code = (
+        "import sys\nfrom lightning_cnn.__main__ import main\nmain(['--help'])\n"
+        "print(sorted(m for m in ('torch', 'lightning', 'matplotlib', 'jsonargparse') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "tools:" in done.stdout and done.stdout.strip().splitlines()[-1] == "[]"
