@@ -133,6 +133,24 @@ def image_folder_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def mnist_pairs_files(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding ``mnist-pairs``: 80 + 24 pairs of the MNIST fixture's digits side by side, with their
+    ``train.csv`` and ``test.csv``, as the multi-label recipes read them."""
+    from benchmarks.multilabel import build_pairs
+
+    root = tmp_path_factory.mktemp("mnist_pairs_data")
+    build_pairs(root / "mnist-pairs", sizes=(80, 24), data_dir=str(mnist_dir))
+    return root
+
+
+@pytest.fixture
+def mnist_pairs_dir(mnist_pairs_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The MNIST-pairs data root, with the decode cache sent to this test's own temporary folder."""
+    monkeypatch.setenv("LIGHTNING_CNN_CACHE", str(tmp_path / "cache"))
+    return mnist_pairs_files
+
+
 @pytest.fixture
 def image_folder_dir(image_folder_files: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The image-folder data root, with the decode cache sent to this test's own temporary folder."""

@@ -28,6 +28,7 @@ DATA_FIXTURES = {
     "CIFAR100DataModule": "cifar100_dir",
     "SVHNDataModule": "svhn_dir",
     "ImageFolderDataModule": "image_folder_dir",
+    "MultiLabelImageFolder": "mnist_pairs_dir",
 }
 
 
