@@ -17,6 +17,7 @@ import yaml
 from benchmarks.logged import csv_series, mlflow_run, wandb_offline_run
 from lightning_cnn.__main__ import main
 from tests.helpers.runs import QUICK, scalars
+from tests.helpers.writers import write_two_classes
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -186,3 +187,27 @@ def test_a_logger_fragment_adds_its_logger_to_tensorboard_and_an_option_replaces
     assert (run / "metrics.csv").is_file()
     events = list(run.glob("events.out.tfevents.*"))
     assert len(events) == (0 if replace else 1), events
+
+
+def test_a_two_class_run_gives_every_logger_its_auroc_and_curves(tmp_path, run_cli, offline, monkeypatch):
+    monkeypatch.setenv("LIGHTNING_CNN_CACHE", str(tmp_path / "cache"))
+    folder = write_two_classes(tmp_path / "two_classes", 24)
+    root = tmp_path / "runs"
+    code, err = run_cli(
+        "fit", "--model", "LeNet5", "--data", "ImageFolderDataModule", "--data.root", folder,
+        "--data.test_size", "0.25", "--data.val_size", "0.25", *QUICK, "--trainer.max_epochs", "1",
+        "--trainer.default_root_dir", root, "--test_after_fit", "true", *all_loggers(),
+    )  # fmt: skip
+    assert code == 0, err
+    (run,) = (root / "lightning_logs").iterdir()
+    report = json.loads((run / "metrics.json").read_text())
+    assert 0 <= report["test/auroc"] <= 1 and 0 <= report["test/auprc"] <= 1
+    assert scalars(run)["test/auroc"] == pytest.approx([report["test/auroc"]])
+    assert csv_series(run, "test/auroc") == pytest.approx([report["test/auroc"]])
+    mlflow, client = mlflow_run(root)
+    assert mlflow.data.metrics["test/auroc"] == pytest.approx(report["test/auroc"])
+    assert {"roc.png", "pr.png"} <= {a.path for a in client.list_artifacts(mlflow.info.run_id)}
+    wandb = wandb_offline_run(root)
+    assert wandb["summary"]["test/auroc"] == pytest.approx(report["test/auroc"])
+    assert {"roc.png", "pr.png"} <= set(wandb["artifacts"]["report"])
+    assert {"test_roc", "test_pr"} <= {p.name.split("_step")[0] for p in (run / "images").iterdir()}
