@@ -67,7 +67,7 @@ NEEDS_CIFAR_JPEG: tuple[str, ...] = ()
 # --- Markdown --------------------------------------------------------------------------------------------------
 def md_boosting(record: dict[str, Any]) -> list[str]:
     lines = ["| ensemble | members' test accuracy (mean, min–max) | softmax average | α-weighted vote | α-weighted"
-             " softmax | training |", "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+             " softmax |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
     for name, result in record["groups"].items():
         accs = [row["test_acc"] for row in result["members"]]
         spread = f"{100 * statistics.fmean(accs):.2f} % ({100 * min(accs):.2f}–{100 * max(accs):.2f})"
@@ -75,7 +75,7 @@ def md_boosting(record: dict[str, Any]) -> list[str]:
         vote = f"{100 * boosted['test_acc']:.2f} %" if "test_acc" in boosted else "–"
         soft = f"{100 * boosted['soft']['test_acc']:.2f} %" if "soft" in boosted else "–"
         lines.append(f"| {name} ({len(accs)}) | {spread} | {100 * result['ensemble_test_acc']:.2f} % | {vote} |"
-                     f" {soft} | {record['seconds'][name]:.0f} s |")  # fmt: skip
+                     f" {soft} |")  # fmt: skip
     rounds = ", ".join(f"{r['member']}: err {r['err']:.3f}, α {r['alpha']:.2f}" for r in record["rounds"])
     images = next(iter(record["groups"].values()))["num_images"]
     stopped = f" Stopped early: {record['stopped']}." if record.get("stopped") else ""
