@@ -73,7 +73,7 @@ def audit(extra: list[str], in_process: bool = False) -> dict[str, Any]:
     quick = bool(extra)
     train, train_labels, test, test_labels = real_mnist()
     rng = np.random.default_rng(0)
-    n, n_test = (2_000, 400) if quick else (SUBSET, TEST_SUBSET)
+    n, n_test = (min(600, len(train)), min(200, len(test))) if quick else (SUBSET, TEST_SUBSET)
     chosen = np.sort(rng.choice(len(train), n, replace=False))
     sub, sub_labels = train[chosen].copy(), train_labels[chosen].copy()
     sub_test, sub_test_labels = test[:n_test].copy(), test_labels[:n_test].copy()
