@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models.base import MODELS, ImageClassifier
 from lightning_cnn.models.blocks import check_widths
+from lightning_cnn.models.whitening import whitening_filters
 
 PATCH = 2  # the whitening conv's kernel size
 WHITENING_EPS = 5e-4  # added to the patch covariance's eigenvalues: caps the gain of near-constant directions
@@ -48,18 +49,12 @@ class PatchWhitening(nn.Module):
 
     @torch.no_grad()
     def fit(self, images: Tensor) -> None:
-        """Whiten the 2×2 patches of ``images`` (N, C, H, W): filters are the covariance's eigenvectors scaled by
+        """Whiten the 2×2 patches of ``images`` (N, C, H, W): the patch covariance's eigenvectors scaled by
         1 / sqrt(eigenvalue + eps), and their negations; the bias centres the patches."""
-        with torch.autocast(images.device.type, enabled=False):
-            patches = F.unfold(images.float(), PATCH).transpose(1, 2).reshape(-1, self.weight.shape[1] * PATCH**2)
-            mean = patches.mean(0)
-            centred = patches - mean
-            covariance = centred.T @ centred / len(centred)
-            eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
-            filters = eigenvectors.T.flip(0) / (eigenvalues.flip(0).clamp(min=0) + WHITENING_EPS).sqrt()[:, None]
-            weight = torch.cat([filters, -filters])
-        self.weight.copy_(weight.view_as(self.weight))
-        self.bias.copy_(-(weight @ mean))
+        filters, mean = whitening_filters(images, PATCH, WHITENING_EPS)
+        weight = torch.cat([filters, -filters])
+        self.weight.copy_(weight)
+        self.bias.copy_(-(weight.flatten(1) @ mean))
         self.fitted.fill_(1.0)
 
 
