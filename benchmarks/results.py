@@ -28,12 +28,12 @@ from typing import Any
 import lightning as L
 import torch
 
-from benchmarks import audit, boosting, common, multilabel, practice
+from benchmarks import audit, boosting, common, multilabel, practice, startup, time_to_accuracy
 from benchmarks.common import CIFAR_JPEG, ROOT, machine, seed, torch_threads
 from lightning_cnn.tools.recipes import MEASURED
 
 # modules with parts of their own: PARTS, TITLES, NEEDS_MNIST, NEEDS_CIFAR_JPEG
-SUITES = (practice, multilabel, boosting, audit)
+SUITES = (practice, multilabel, boosting, audit, time_to_accuracy, startup)
 PARTS = (
     *("models", "recipe", "mnist_recipes", "cifar_recipes", "cifar_augment"),
     *("overhead", "instructions", "pipeline", "end_to_end", "memory", "augmentations", "plain_logs", "parallel_search"),
