@@ -306,7 +306,7 @@ def md_speed(record: dict[str, Any]) -> list[str]:
     standard = next(row["wall"] for row in record["rows"] if row["name"] == record["standard"])
     lines = [
         f"| entry | seed | time to {100 * target:.0f} % | final test accuracy | wall time"
-        f" | × {record['standard']}'s wall |",
+        f" | × `{record['standard']}`'s wall |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in record["rows"]:
