@@ -147,11 +147,11 @@ def our_recipe(
                    "--trainer.callbacks+=benchmarks.time_to_accuracy.TestCurve", "--trainer.callbacks.points",
                    str(points), *quick]  # fmt: skip
         seconds = timed(command, curve, in_process)
-        points = read_curve(curve)
+        measured = read_curve(curve)
         test_acc = metrics_json(run_folders(Path(tmp))[-1])["test/acc"]
-    paused = points[-1]["paused"] if points else 0.0
+    paused = measured[-1]["paused"] if measured else 0.0
     return {"name": config, "seed": seed, "wall": seconds - paused, "test_acc": test_acc,
-            "reached": first_reached(points, target), "curve": points}  # fmt: skip
+            "reached": first_reached(measured, target), "curve": measured}  # fmt: skip
 
 
 def plain_baseline(kind: str, target: float, in_process: bool) -> dict[str, Any]:
