@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from lightning_cnn.errors import ConfigError
 from lightning_cnn.models.base import MODELS, ImageClassifier
 from lightning_cnn.models.blocks import check_widths
-from lightning_cnn.models.whitening import whitening_filters
+from lightning_cnn.models.whitening import signed_whitening, take_rank_zero
 
 PATCH = 2  # the whitening conv's kernel size
 WHITENING_EPS = 5e-4  # added to the patch covariance's eigenvalues: caps the gain of near-constant directions
@@ -51,10 +51,9 @@ class PatchWhitening(nn.Module):
     def fit(self, images: Tensor) -> None:
         """Whiten the 2×2 patches of ``images`` (N, C, H, W): the patch covariance's eigenvectors scaled by
         1 / sqrt(eigenvalue + eps), and their negations; the bias centres the patches."""
-        filters, mean = whitening_filters(images, PATCH, WHITENING_EPS)
-        weight = torch.cat([filters, -filters])
+        weight, bias = signed_whitening(images, PATCH, WHITENING_EPS)
         self.weight.copy_(weight)
-        self.bias.copy_(-(weight.flatten(1) @ mean))
+        self.bias.copy_(bias)
         self.fitted.fill_(1.0)
 
 
@@ -158,7 +157,4 @@ class FastCIFARNet(ImageClassifier):
             return
         layer.fit(batch[0])
         if self.trainer.world_size > 1:  # every process uses rank 0's whitening
-            weight, bias = self.trainer.strategy.broadcast((layer.weight.cpu(), layer.bias.detach().cpu()), src=0)
-            with torch.no_grad():
-                layer.weight.copy_(weight)
-                layer.bias.copy_(bias)
+            take_rank_zero(self.trainer.strategy, [layer.weight, layer.bias])

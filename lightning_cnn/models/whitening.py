@@ -6,6 +6,8 @@ filters whiten the image's patches: the network sees decorrelated inputs of unit
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -29,3 +31,21 @@ def whitening_filters(images: Tensor, kernel_size: int, eps: float) -> tuple[Ten
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
         filters = eigenvectors.T.flip(0) / (eigenvalues.flip(0).clamp(min=0) + eps).sqrt()[:, None]
     return filters.view(-1, channels, kernel_size, kernel_size), mean
+
+
+@torch.no_grad()
+def signed_whitening(images: Tensor, kernel_size: int, eps: float) -> tuple[Tensor, Tensor]:
+    """(weight, bias) of a conv whose 2 × C·k² filters are ``whitening_filters`` and their negations (so that a ReLU
+    keeps both signs of each direction), and whose bias centres the patches."""
+    filters, mean = whitening_filters(images, kernel_size, eps)
+    weight = torch.cat([filters, -filters])
+    return weight, -(weight.flatten(1) @ mean)
+
+
+@torch.no_grad()
+def take_rank_zero(strategy: Any, tensors: list[Tensor]) -> None:
+    """Overwrite ``tensors`` in place with rank 0's values (a Lightning strategy's broadcast), so that every process
+    starts from the same whitening."""
+    values = strategy.broadcast([t.detach().cpu() for t in tensors], src=0)
+    for tensor, value in zip(tensors, values, strict=True):
+        tensor.copy_(value)

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from lightning_cnn.errors import ConfigError
-from lightning_cnn.models.whitening import whitening_filters
+from lightning_cnn.models.whitening import signed_whitening, take_rank_zero
 
 
 def first_conv(module: nn.Module) -> nn.Conv2d:
@@ -40,9 +40,10 @@ class WhiteningInit(L.Callback):
         self.eps = float(eps)
         self.freeze = freeze
         self._done = False  # set on the first training batch, so that gradient accumulation whitens once
+        self._conv: nn.Conv2d | None = None  # the model's first conv, found once in setup
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        conv = first_conv(pl_module)
+        conv = self._conv = first_conv(pl_module)
         if conv.groups != 1 or conv.kernel_size[0] != conv.kernel_size[1]:
             raise ConfigError(
                 f"WhiteningInit: the first conv of {type(pl_module).__name__} has kernel {conv.kernel_size} and"
@@ -54,25 +55,22 @@ class WhiteningInit(L.Callback):
         if trainer.global_step != 0 or self._done:
             return
         self._done = True
-        conv = first_conv(pl_module)
+        conv = self._conv
+        assert conv is not None, "setup() finds the conv before training"
         images = batch[0]
         if images.shape[1] != conv.in_channels:  # a model that changes its input first: nothing to whiten here
             raise ConfigError(
                 f"WhiteningInit: the images have {images.shape[1]} channels but the first conv takes"
                 f" {conv.in_channels}; remove the callback for {type(pl_module).__name__}"
             )
-        filters, mean = whitening_filters(images, conv.kernel_size[0], self.eps)
-        weight = torch.cat([filters, -filters])[: conv.out_channels].to(conv.weight.dtype)
-        conv.weight[: len(weight)] = weight
+        weight, bias = signed_whitening(images, conv.kernel_size[0], self.eps)
+        count = min(len(weight), conv.out_channels)  # filters beyond 2 × C × k² keep their initialization
+        conv.weight[:count] = weight[:count].to(conv.weight.dtype)
         if conv.bias is not None:
-            conv.bias[: len(weight)] = -(weight.flatten(1).float() @ mean).to(conv.bias.dtype)
+            conv.bias[:count] = bias[:count].to(conv.bias.dtype)
         if trainer.world_size > 1:  # every process starts from rank 0's filters
-            targets = [conv.weight] + ([conv.bias] if conv.bias is not None else [])
-            values = trainer.strategy.broadcast([t.detach().cpu() for t in targets], src=0)
-            for target, value in zip(targets, values, strict=True):
-                target.copy_(value)
+            take_rank_zero(trainer.strategy, [conv.weight] + ([conv.bias] if conv.bias is not None else []))
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        if self.freeze:  # no gradient, no step: the optimizers here skip parameters without one (weight decay too)
-            conv = first_conv(pl_module)
-            conv.weight.grad = None
+        if self.freeze and self._conv is not None:  # no gradient, no step: the optimizers here skip parameters
+            self._conv.weight.grad = None  # without one (weight decay too)
