@@ -26,6 +26,7 @@ class LabelSmoothingSchedule(L.Callback):
                 raise ConfigError(f"LabelSmoothingSchedule.{name}: {value!r} is not in [0, 1); 0.1 or 0.2 is usual")
         self.start = float(start)
         self.end = float(end)
+        self._total = 0  # the fit's optimizer steps, known once it starts (0: no end known, keep ``start``)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if not hasattr(pl_module, "label_smoothing"):
@@ -36,7 +37,10 @@ class LabelSmoothingSchedule(L.Callback):
         progress = min(step / max(total - 1, 1), 1.0)
         return self.start + (self.end - self.start) * progress
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         total = trainer.estimated_stepping_batches
-        total = int(total) if math.isfinite(total) else trainer.global_step + 1  # no end known: keep ``start``
-        pl_module.label_smoothing = self.value_at(trainer.global_step, total)
+        self._total = int(total) if math.isfinite(total) else 0
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        step = trainer.global_step
+        pl_module.label_smoothing = self.value_at(step, self._total) if self._total else self.start
