@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import platform
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -32,6 +33,17 @@ CIFAR_JPEG = "cifar10-jpeg.tar.gz"
 # data module options every benchmark's data takes: the quick check of benchmarks.results shrinks the validation
 # split here so that its tiny data sets fit
 DATA_OPTIONS: dict[str, object] = {}
+
+
+def python_process(command: list[str], env: dict[str, str] | None = None) -> float:
+    """Wall seconds of ``python COMMAND`` in a fresh process run from the project folder, ``env`` added to the
+    environment; a failure raises with the end of its error output."""
+    began = time.perf_counter()
+    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True,
+                          env=os.environ | (env or {}))  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"python {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - began
 
 
 def machine() -> str:

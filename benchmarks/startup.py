@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -22,7 +20,7 @@ from typing import Any
 
 import lightning as L
 
-from benchmarks.common import DATA_OPTIONS, ROOT, machine
+from benchmarks.common import DATA_OPTIONS, machine, python_process
 
 ROUNDS = 5
 RECIPE = "configs/mnist/lenet5.yaml"
@@ -60,12 +58,7 @@ def commands(folder: str, data: list[str]) -> dict[str, list[str]]:
 def seconds_of(command: list[str], first_step: Path) -> float:
     """Wall seconds of ``python COMMAND`` in a fresh process, or what ``FirstStep`` wrote when it ran."""
     first_step.unlink(missing_ok=True)
-    env = os.environ | {START_ENV: repr(time.time()), FIRST_STEP_ENV: str(first_step)}
-    began = time.perf_counter()
-    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"python {' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    wall = python_process(command, {START_ENV: repr(time.time()), FIRST_STEP_ENV: str(first_step)})
     return float(first_step.read_text()) if first_step.is_file() else wall
 
 

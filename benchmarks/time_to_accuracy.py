@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import CIFAR_JPEG, ROOT, TutorialDataset, machine
+from benchmarks.common import CIFAR_JPEG, ROOT, TutorialDataset, machine, python_process
 from benchmarks.workflows import metrics_json, run_folders
 
 START_ENV = "TIME_TO_ACCURACY_START"  # the parent's time.time() just before the process started
@@ -140,11 +139,7 @@ def timed(command: list[str], curve: Path, in_process: bool) -> float:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-    began = time.perf_counter()
-    done = subprocess.run([sys.executable, *command], cwd=ROOT, capture_output=True, text=True, env=os.environ | env)
-    if done.returncode != 0:
-        raise RuntimeError(f"python {' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return time.perf_counter() - began
+    return python_process(command, env)
 
 
 def our_recipe(

@@ -21,7 +21,6 @@ import argparse
 import csv
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import CIFAR_JPEG, ROOT, TrainTimer, machine
+from benchmarks.common import CIFAR_JPEG, ROOT, TrainTimer, machine, python_process
 
 MNIST_RECIPE = "configs/mnist/lenet5.yaml"
 JPEG_RECIPE = "configs/cifar10_jpeg/convnet_bn_dropout.yaml"
@@ -48,27 +47,23 @@ def lightning_cnn(*args: str, env: dict[str, str] | None = None, in_process: boo
     """Run ``lightning-cnn ARGS`` from the project folder with ``env`` added to the environment, in a fresh process
     as a user runs it, or in this one (``in_process``: quick checks, which skip the seconds a start costs); its
     wall seconds. A failure raises with the end of its error output."""
-    start = time.perf_counter()
-    if in_process:
-        from lightning_cnn.__main__ import main
+    if not in_process:
+        return python_process(["-m", "lightning_cnn", *args], env)
+    from lightning_cnn.__main__ import main
 
-        saved, cwd = dict(os.environ), os.getcwd()
-        os.environ.update(env or {})
-        os.chdir(ROOT)
-        try:
-            main(list(args))
-        except SystemExit as exit_:
-            if exit_.code:
-                raise RuntimeError(f"lightning-cnn {' '.join(args)} failed (exit {exit_.code})") from exit_
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
-            os.chdir(cwd)
-    else:
-        done = subprocess.run([sys.executable, "-m", "lightning_cnn", *args], cwd=ROOT, capture_output=True,
-                              text=True, env=os.environ | (env or {}))  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"lightning-cnn {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    start = time.perf_counter()
+    saved, cwd = dict(os.environ), os.getcwd()
+    os.environ.update(env or {})
+    os.chdir(ROOT)
+    try:
+        main(list(args))
+    except SystemExit as exit_:
+        if exit_.code:
+            raise RuntimeError(f"lightning-cnn {' '.join(args)} failed (exit {exit_.code})") from exit_
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(cwd)
     return time.perf_counter() - start
 
 
