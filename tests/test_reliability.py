@@ -4,6 +4,7 @@ the last good checkpoint kept, concurrent runs get their own folders, and corrup
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +30,10 @@ def fit_process(mnist_dir: Path, root: Path, *args: object, wait: bool = True):
         *QUICK, *map(str, args),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    # a runner started in the background (`pytest &` in a script) passes SIGINT on as ignored, and Python then never
+    # raises KeyboardInterrupt: the child gets the default disposition a user's terminal gives it
+    child = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     if not wait:
         return child
     _, err = child.communicate(timeout=300)
