@@ -184,6 +184,19 @@ def torch_threads(threads: int | None) -> Iterator[None]:
         torch.set_num_threads(default)
 
 
+@contextmanager
+def added_environment(env: dict[str, str] | None) -> Iterator[None]:
+    """Run the block with ``env`` added to this process's environment, the environment restored afterwards: an
+    in-process run sees what a fresh process given ``env`` would."""
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 def seed(value: int = 0) -> None:
     L.seed_everything(value, verbose=False)
     np.random.seed(value)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmarks.common import CIFAR_JPEG, ROOT, TutorialDataset, machine, python_process
+from benchmarks.common import CIFAR_JPEG, ROOT, TutorialDataset, added_environment, machine, python_process
 from benchmarks.workflows import metrics_json, run_folders
 
 START_ENV = "TIME_TO_ACCURACY_START"  # the parent's time.time() just before the process started
@@ -130,15 +130,10 @@ def timed(command: list[str], curve: Path, in_process: bool) -> float:
 
         return lightning_cnn(*command[2:], env=env, in_process=True)
     if in_process:  # a plain baseline, a few batches
-        saved = dict(os.environ)
-        os.environ.update(env)
-        try:
+        with added_environment(env):
             began = time.perf_counter()
             plain_main(command[2:])
             return time.perf_counter() - began
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
     return python_process(command, env)
 
 

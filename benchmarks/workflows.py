@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import CIFAR_JPEG, ROOT, TrainTimer, machine, python_process
+from benchmarks.common import CIFAR_JPEG, ROOT, TrainTimer, added_environment, machine, python_process
 
 MNIST_RECIPE = "configs/mnist/lenet5.yaml"
 JPEG_RECIPE = "configs/cifar10_jpeg/convnet_bn_dropout.yaml"
@@ -52,17 +52,15 @@ def lightning_cnn(*args: str, env: dict[str, str] | None = None, in_process: boo
     from lightning_cnn.__main__ import main
 
     start = time.perf_counter()
-    saved, cwd = dict(os.environ), os.getcwd()
-    os.environ.update(env or {})
+    cwd = os.getcwd()
     os.chdir(ROOT)
     try:
-        main(list(args))
+        with added_environment(env):
+            main(list(args))
     except SystemExit as exit_:
         if exit_.code:
             raise RuntimeError(f"lightning-cnn {' '.join(args)} failed (exit {exit_.code})") from exit_
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
         os.chdir(cwd)
     return time.perf_counter() - start
 
