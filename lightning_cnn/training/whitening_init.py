@@ -72,5 +72,6 @@ class WhiteningInit(L.Callback):
             take_rank_zero(trainer.strategy, [conv.weight] + ([conv.bias] if conv.bias is not None else []))
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any) -> None:
-        if self.freeze and self._conv is not None:  # no gradient, no step: the optimizers here skip parameters
-            self._conv.weight.grad = None  # without one (weight decay too)
+        # no gradient, no step: the optimizers here skip parameters without one (weight decay too)
+        if self.freeze and self._conv is not None:
+            self._conv.weight.grad = None
